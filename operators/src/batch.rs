@@ -1,0 +1,161 @@
+//! The containers that cross operator boundaries.
+//!
+//! Events travel in batches with one text arena each, so a batch of thousands of events costs
+//! a handful of allocations instead of several per event; timely moves a batch between
+//! workers of one process without copying and serialises it (serde + bincode) between
+//! processes. A batch is addressed to one worker (`dest`), so the exchange pact routes whole
+//! batches.
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::WindowFeatures;
+
+/// A string stored in a batch's text arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextRef {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl TextRef {
+    /// Appends `bytes` to `arena` and returns where they are.
+    pub fn push(arena: &mut Vec<u8>, bytes: &[u8]) -> TextRef {
+        let start = arena.len() as u32;
+        arena.extend_from_slice(bytes);
+        TextRef { start, len: bytes.len() as u32 }
+    }
+
+    /// The bytes in `arena`.
+    pub fn bytes(self, arena: &[u8]) -> &[u8] {
+        &arena[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// The text in `arena` (arena strings are copied from valid UTF-8 only).
+    pub fn str(self, arena: &[u8]) -> &str {
+        std::str::from_utf8(self.bytes(arena)).unwrap_or("")
+    }
+}
+
+/// Where an input record came from: partition (a file is partition 0) and position in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub partition: u32,
+    /// Line index (files, generator) or offset (Kafka): arrival order within the partition.
+    pub position: u64,
+}
+
+/// A bad input record or a duplicate (SPEC §3 dead letter).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub raw: String,
+    pub error: String,
+    pub origin: Origin,
+}
+
+/// Most bytes of a bad record kept in its dead letter (SPEC §3).
+pub const DEAD_LETTER_RAW_LIMIT: usize = 65_536;
+
+impl DeadLetter {
+    /// A dead letter of `raw`, cut to the SPEC limit and made valid UTF-8.
+    pub fn new(raw: &[u8], error: impl Into<String>, origin: Origin) -> Self {
+        let cut = &raw[..raw.len().min(DEAD_LETTER_RAW_LIMIT)];
+        DeadLetter { raw: String::from_utf8_lossy(cut).into_owned(), error: error.into(), origin }
+    }
+}
+
+/// One parsed, valid event (strings and extra features live in the batch).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct ParsedEvent {
+    pub origin: Origin,
+    pub user_key: u64,
+    pub id_hash: u64,
+    pub event_id: TextRef,
+    pub user_id: TextRef,
+    /// The original record, for a duplicate's dead letter.
+    pub raw: TextRef,
+    pub timestamp_ms: i64,
+    /// amount, hour_of_day, location_distance, days_since_last_txn (NaN when absent).
+    pub own: [f64; 4],
+    /// Hour used by `time_unusual`: `hour_of_day` if present, else the UTC hour.
+    pub hour: u8,
+    /// 0/1, or −1 when unlabelled.
+    pub label: i8,
+}
+
+/// Parsed events on their way to the worker that owns their users.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventBatch {
+    /// Worker index this batch is addressed to.
+    pub dest: u32,
+    /// Nanoseconds since the job's clock origin when the source read the batch.
+    pub ingest_ns: u64,
+    pub text: Vec<u8>,
+    pub events: Vec<ParsedEvent>,
+    /// Extra features, `extra_count` per event, in event order.
+    pub extras: Vec<f64>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// A scored event's identity and own inputs.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct ScoredRow {
+    pub origin: Origin,
+    pub event_id: TextRef,
+    pub user_id: TextRef,
+    pub timestamp_ms: i64,
+    pub own: [f64; 4],
+    pub label: i8,
+    /// Scored from state without being accepted (SPEC §2 "late").
+    pub late: bool,
+    pub ingest_ns: u64,
+}
+
+/// Events of one epoch on one worker after the window state, filled column by column by
+/// enrich (model inputs), infer (scores) and decide.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ScoredBatch {
+    pub text: Vec<u8>,
+    pub rows: Vec<ScoredRow>,
+    pub windows: Vec<WindowFeatures>,
+    /// Extra features, `extra_count` per row.
+    pub extras: Vec<f64>,
+    pub dead: Vec<DeadLetter>,
+    /// Row-major model inputs, one row per event (filled by enrich).
+    pub inputs: Vec<f32>,
+    /// Anomaly scores (filled by infer).
+    pub scores: Vec<f32>,
+    /// Wall time of the batch's forward pass.
+    pub infer_ns: u64,
+}
+
+/// Serialised output of one batch, ready for a sink.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub decisions: Vec<u8>,
+    pub alerts: Vec<u8>,
+    pub dead_letters: Vec<u8>,
+    pub counts: OutputCounts,
+    /// Ingest→decision latency of each decision, nanoseconds.
+    pub latencies_ns: Vec<u64>,
+}
+
+/// What a chunk contains, for summaries and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputCounts {
+    pub decisions: u64,
+    pub blocked: u64,
+    pub dead_letters: u64,
+    pub duplicates: u64,
+    pub late: u64,
+}
+
+impl OutputCounts {
+    /// Adds another chunk's counts.
+    pub fn add(&mut self, other: &OutputCounts) {
+        self.decisions += other.decisions;
+        self.blocked += other.blocked;
+        self.dead_letters += other.dead_letters;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+    }
+}

@@ -1,0 +1,179 @@
+//! Decide: threshold, confidence and reasons, rendered as SPEC §3 decision records; blocked
+//! decisions are copied to the alerts output and dead letters are rendered alongside.
+//!
+//! `confidence` is the score's distance from the threshold, scaled to [0, 1] on the side of the
+//! decision: 0 at the threshold, 1 at a score of 0 (approve) or 1 (block).
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+use crate::batch::{OutputChunk, ScoredBatch};
+use crate::clock::now_ns;
+use crate::dead_letter::{write_dead_letter, SourceName};
+use crate::json_out::{write_f64, write_str};
+use crate::reasons::write_reasons;
+use crate::time::write_rfc3339_ms;
+
+/// How decisions are made and rendered.
+#[derive(Clone, Debug)]
+pub struct DecisionPolicy {
+    /// Block when the score is above this.
+    pub threshold: f64,
+    pub model_version: String,
+    /// Names of the model inputs, written as `features` when set (`--emit-features`).
+    pub emit_features: Option<Vec<String>>,
+    pub source: SourceName,
+}
+
+impl DecisionPolicy {
+    /// Confidence of the decision for `score` (see module docs).
+    pub fn confidence(&self, score: f64) -> f64 {
+        let t = self.threshold.clamp(1e-9, 1.0 - 1e-9);
+        let c = if score > self.threshold { (score - t) / (1.0 - t) } else { (t - score) / t };
+        c.clamp(0.0, 1.0)
+    }
+
+    /// Renders a scored batch (inputs and scores filled) into an output chunk.
+    pub fn render(&self, batch: &ScoredBatch) -> OutputChunk {
+        let mut chunk = OutputChunk::default();
+        chunk.decisions.reserve(batch.rows.len() * 320);
+        let per_event_ms = if batch.rows.is_empty() { 0.0 } else { batch.infer_ns as f64 / 1e6 / batch.rows.len() as f64 };
+        let now = now_ns();
+        for (i, row) in batch.rows.iter().enumerate() {
+            let start = chunk.decisions.len();
+            let score = f64::from(batch.scores[i]);
+            let block = score > self.threshold;
+            let latency_ns = now.saturating_sub(row.ingest_ns);
+            let out = &mut chunk.decisions;
+            out.extend_from_slice(b"{\"eventId\":");
+            write_str(out, row.event_id.str(&batch.text));
+            out.extend_from_slice(b",\"userId\":");
+            write_str(out, row.user_id.str(&batch.text));
+            out.extend_from_slice(b",\"timestamp\":\"");
+            write_rfc3339_ms(row.timestamp_ms, out);
+            out.extend_from_slice(if block { b"\",\"is_anomaly\":true" } else { b"\",\"is_anomaly\":false" });
+            out.extend_from_slice(b",\"anomaly_score\":");
+            let mut buf = ryu::Buffer::new();
+            out.extend_from_slice(buf.format(batch.scores[i]).as_bytes());
+            out.extend_from_slice(b",\"confidence\":");
+            write_f64(out, (self.confidence(score) as f32).into());
+            out.extend_from_slice(if block { b",\"decision\":\"block\"" } else { b",\"decision\":\"approve\"" });
+            out.extend_from_slice(b",\"reasons\":[");
+            write_reasons(out, &batch.windows[i], row.late);
+            out.extend_from_slice(b"],\"model_version\":");
+            write_str(out, &self.model_version);
+            out.extend_from_slice(b",\"inference_time_ms\":");
+            write_f64(out, per_event_ms);
+            out.extend_from_slice(b",\"latency_ms\":");
+            write_f64(out, latency_ns as f64 / 1e6);
+            if let Some(names) = &self.emit_features {
+                write_features(out, names, &batch.inputs[i * names.len()..(i + 1) * names.len()]);
+            }
+            out.extend_from_slice(b"}\n");
+            chunk.latencies_ns.push(latency_ns);
+            chunk.counts.decisions += 1;
+            chunk.counts.late += u64::from(row.late);
+            if block {
+                chunk.counts.blocked += 1;
+                chunk.alerts.extend_from_slice(&chunk.decisions[start..]);
+            }
+        }
+        let mut scratch = Vec::new();
+        for dead in &batch.dead {
+            write_dead_letter(&mut chunk.dead_letters, dead, &self.source, &mut scratch);
+            chunk.counts.dead_letters += 1;
+            chunk.counts.duplicates += u64::from(dead.error == "duplicate");
+        }
+        chunk
+    }
+}
+
+fn write_features(out: &mut Vec<u8>, names: &[String], values: &[f32]) {
+    out.extend_from_slice(b",\"features\":{");
+    for (j, (name, value)) in names.iter().zip(values).enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        write_f64(out, f64::from(*value));
+    }
+    out.push(b'}');
+}
+
+/// Extension trait: `scored.decide(policy)`.
+pub trait DecideExt<'s> {
+    /// Renders each scored batch into decision, alert and dead-letter lines.
+    fn decide(self, policy: DecisionPolicy) -> Stream<'s, u64, Vec<OutputChunk>>;
+}
+
+impl<'s> DecideExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
+    fn decide(self, policy: DecisionPolicy) -> Stream<'s, u64, Vec<OutputChunk>> {
+        self.unary::<CapacityContainerBuilder<Vec<OutputChunk>>, _, _, _>(Pipeline, "Decide", move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for batch in data.flat_map(|d| d.drain(..)) {
+                        session.give(policy.render(&batch));
+                    }
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Origin, ScoredRow, TextRef};
+
+    #[test]
+    fn renders_spec_records_and_alerts() {
+        let mut batch = ScoredBatch::default();
+        for (id, score) in [("e1", 0.93f32), ("e2", 0.1)] {
+            let event_id = TextRef::push(&mut batch.text, id.as_bytes());
+            let user_id = TextRef::push(&mut batch.text, b"u\"1");
+            batch.rows.push(ScoredRow {
+                origin: Origin::default(),
+                event_id,
+                user_id,
+                timestamp_ms: 1_768_473_000_123,
+                own: [1.0, f64::NAN, f64::NAN, f64::NAN],
+                label: -1,
+                late: false,
+                ingest_ns: 0,
+            });
+            let mut w = [0.0; 20];
+            w[16] = 6.1;
+            batch.windows.push(w);
+            batch.scores.push(score);
+            batch.inputs.push(6.1);
+        }
+        let policy = DecisionPolicy {
+            threshold: 0.8,
+            model_version: "mlp-test".into(),
+            emit_features: Some(vec!["amount_ratio".into()]),
+            source: SourceName::Generator,
+        };
+        let chunk = policy.render(&batch);
+        let lines: Vec<serde_json::Value> =
+            chunk.decisions.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["eventId"], "e1");
+        assert_eq!(lines[0]["userId"], "u\"1");
+        assert_eq!(lines[0]["timestamp"], "2026-01-15T10:30:00.123Z");
+        assert_eq!(lines[0]["decision"], "block");
+        assert_eq!(lines[0]["is_anomaly"], true);
+        assert_eq!(lines[0]["anomaly_score"], 0.93);
+        assert!((lines[0]["confidence"].as_f64().unwrap() - 0.65).abs() < 1e-6);
+        assert_eq!(lines[0]["reasons"][0], "amount 6.1x the user's 7d mean");
+        assert!((lines[0]["features"]["amount_ratio"].as_f64().unwrap() - 6.1).abs() < 1e-6);
+        assert_eq!(lines[1]["decision"], "approve");
+        assert!((lines[1]["confidence"].as_f64().unwrap() - 0.875).abs() < 1e-6);
+        assert_eq!(chunk.counts.blocked, 1);
+        assert_eq!(chunk.alerts.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(chunk.alerts.starts_with(b"{\"eventId\":\"e1\""));
+    }
+}

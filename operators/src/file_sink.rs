@@ -1,0 +1,152 @@
+//! File sink: appends decision, alert and dead-letter lines to their files and accumulates the
+//! run's counts and latency histogram.
+//!
+//! Workers share the three writers; each chunk is written under one lock, so lines of one
+//! batch stay together and lines never interleave.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+use crate::batch::{OutputChunk, OutputCounts};
+
+/// Counts and latencies of a run, merged over workers.
+#[derive(Debug)]
+pub struct RunStats {
+    pub counts: OutputCounts,
+    /// Ingest→decision latency in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        RunStats { counts: OutputCounts::default(), latency_us: new_latency_histogram() }
+    }
+}
+
+/// A histogram from 1 µs to 1 h with 3 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+impl RunStats {
+    /// Adds a chunk's counts and latencies.
+    pub fn record(&mut self, chunk: &OutputChunk) {
+        self.counts.add(&chunk.counts);
+        for &ns in &chunk.latencies_ns {
+            self.latency_us.saturating_record((ns / 1000).max(1));
+        }
+    }
+
+    /// Adds another worker's stats.
+    pub fn merge(&mut self, other: &RunStats) {
+        self.counts.add(&other.counts);
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency_us.add(&other.latency_us);
+    }
+}
+
+/// The three output files of a run.
+pub struct OutputFiles {
+    decisions: Mutex<BufWriter<File>>,
+    alerts: Mutex<BufWriter<File>>,
+    dead_letters: Mutex<BufWriter<File>>,
+    paths: [PathBuf; 3],
+}
+
+impl OutputFiles {
+    /// Creates (truncates) `decisions.jsonl`, `alerts.jsonl`, `dead-letters.jsonl` in `dir`.
+    pub fn create(dir: &Path) -> std::io::Result<OutputFiles> {
+        std::fs::create_dir_all(dir)?;
+        let paths = ["decisions.jsonl", "alerts.jsonl", "dead-letters.jsonl"].map(|n| dir.join(n));
+        let open = |p: &Path| -> std::io::Result<Mutex<BufWriter<File>>> {
+            Ok(Mutex::new(BufWriter::with_capacity(1 << 20, File::create(p)?)))
+        };
+        Ok(OutputFiles { decisions: open(&paths[0])?, alerts: open(&paths[1])?, dead_letters: open(&paths[2])?, paths })
+    }
+
+    /// Paths of decisions, alerts and dead letters.
+    pub fn paths(&self) -> &[PathBuf; 3] {
+        &self.paths
+    }
+
+    /// Appends a chunk's lines.
+    pub fn write(&self, chunk: &OutputChunk) -> std::io::Result<()> {
+        for (writer, bytes) in
+            [(&self.decisions, &chunk.decisions), (&self.alerts, &chunk.alerts), (&self.dead_letters, &chunk.dead_letters)]
+        {
+            if !bytes.is_empty() {
+                writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes all three files to the OS.
+    pub fn flush(&self) -> std::io::Result<()> {
+        for writer in [&self.decisions, &self.alerts, &self.dead_letters] {
+            writer.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a sink delivers chunks.
+pub trait ChunkSink: 'static {
+    /// Delivers one chunk; an error stops the job.
+    fn deliver(&mut self, chunk: &OutputChunk) -> std::io::Result<()>;
+}
+
+impl ChunkSink for Arc<OutputFiles> {
+    fn deliver(&mut self, chunk: &OutputChunk) -> std::io::Result<()> {
+        self.write(chunk)
+    }
+}
+
+/// Discards output (benchmarks of everything up to serialisation).
+pub struct DiscardSink;
+
+impl ChunkSink for DiscardSink {
+    fn deliver(&mut self, _chunk: &OutputChunk) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Extension trait: `chunks.sink_to(sink, stats)`.
+pub trait SinkExt<'s> {
+    /// Delivers every chunk and merges this worker's stats into `stats` at the end.
+    fn sink_to<S: ChunkSink>(self, sink: S, stats: Arc<Mutex<RunStats>>) -> Stream<'s, u64, Vec<()>>;
+}
+
+impl<'s> SinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
+    fn sink_to<S: ChunkSink>(self, mut sink: S, stats: Arc<Mutex<RunStats>>) -> Stream<'s, u64, Vec<()>> {
+        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            Pipeline,
+            "Sink",
+            move |_, _| {
+                let mut mine = RunStats::default();
+                let mut merged = false;
+                move |(input, frontier), _output| {
+                    input.for_each_stamp(|_cap, data| {
+                        for chunk in data.flat_map(|d| d.iter()) {
+                            if let Err(e) = sink.deliver(chunk) {
+                                panic!("output could not be written: {e}");
+                            }
+                            mine.record(chunk);
+                        }
+                    });
+                    if frontier.is_empty() && !merged {
+                        merged = true;
+                        stats.lock().unwrap_or_else(|p| p.into_inner()).merge(&mine);
+                    }
+                }
+            },
+        )
+    }
+}

@@ -1,0 +1,61 @@
+//! Stable 64-bit hashes of user and event ids.
+//!
+//! Routing (user → key group → worker) and dedup memory must agree across worker threads,
+//! processes and restarts, so the hash is fixed here (FNV-1a folded through a SplitMix64
+//! finaliser for well-mixed low bits) rather than `std`'s randomly keyed `RandomState`.
+
+/// Number of key groups that users are sharded into; workers own whole key groups so that
+/// state can later be redistributed when the worker count changes.
+pub const KEY_GROUPS: u64 = 256;
+
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(hash)
+}
+
+/// SplitMix64's finaliser: spreads every input bit over every output bit.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Key of a user's state and of its routing.
+pub fn user_key(user_id: &str) -> u64 {
+    fnv1a(0, user_id.as_bytes())
+}
+
+/// Identity of an event id in a user's dedup memory (independent of [`user_key`]).
+pub fn event_id_hash(event_id: &str) -> u64 {
+    fnv1a(0x5bd1_e995, event_id.as_bytes())
+}
+
+/// The worker that owns a user: key group `key mod KEY_GROUPS`, groups dealt round-robin.
+pub fn owner_worker(key: u64, workers: usize) -> usize {
+    ((key % KEY_GROUPS) as usize) % workers.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_stable_and_distinct() {
+        assert_eq!(user_key("user_1"), user_key("user_1"));
+        assert_ne!(user_key("user_1"), user_key("user_2"));
+        assert_ne!(user_key("evt-1"), event_id_hash("evt-1"));
+    }
+
+    #[test]
+    fn users_spread_over_workers() {
+        let mut per_worker = [0usize; 4];
+        for i in 0..10_000 {
+            per_worker[owner_worker(user_key(&format!("user_{i}")), 4)] += 1;
+        }
+        assert!(per_worker.iter().all(|&n| (2_000..3_000).contains(&n)), "{per_worker:?}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Inference: one batched candle forward pass per scored batch (one per worker per epoch).
+//!
+//! The model is loaded once per worker; candle runs on the worker's own thread (the binary
+//! pins candle to one thread per worker, since extra threads fight the workers for cores).
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+use crate::batch::ScoredBatch;
+use crate::clock::now_ns;
+use crate::model::Model;
+
+/// Scores one batch whose inputs are filled; a model failure scores the batch as NaN-free 0.5
+/// would hide errors, so it is reported and the scores are left for the caller to reject.
+pub fn score(model: &Model, batch: &mut ScoredBatch) -> Result<(), crate::model::ModelError> {
+    let start = now_ns();
+    batch.scores.clear();
+    if !batch.rows.is_empty() {
+        model.score_batch(&batch.inputs, &mut batch.scores)?;
+    }
+    batch.infer_ns = now_ns() - start;
+    Ok(())
+}
+
+/// Extension trait: `enriched.infer(model)`.
+pub trait InferExt<'s> {
+    /// Fills every batch's scores with one forward pass.
+    fn infer(self, model: Model) -> Stream<'s, u64, Vec<ScoredBatch>>;
+}
+
+impl<'s> InferExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
+    fn infer(self, model: Model) -> Stream<'s, u64, Vec<ScoredBatch>> {
+        self.unary::<CapacityContainerBuilder<Vec<ScoredBatch>>, _, _, _>(Pipeline, "Infer", move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for container in data {
+                        for batch in container.iter_mut() {
+                            if let Err(e) = score(&model, batch) {
+                                // Shapes are checked when the model is loaded, so this is a
+                                // bug, not bad input: fail loudly rather than emit guesses.
+                                panic!("inference failed on a batch of {} events: {e}", batch.rows.len());
+                            }
+                        }
+                        session.give_container(container);
+                    }
+                });
+            }
+        })
+    }
+}

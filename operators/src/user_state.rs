@@ -1,0 +1,425 @@
+//! One user's event-time state: the accepted events of the last 30 days and the incremental
+//! window aggregates over them (SPEC §2, DESIGN.md "Window state").
+//!
+//! Invariants, after every call:
+//! * `events` holds exactly u's accepted events with `ts ≥ newest − 30 d`, sorted by timestamp
+//!   (ties in arrival order);
+//! * each window `w` covers the suffix of `events` with `ts ≥ newest − W` and its running
+//!   count/sum/sum of squares/max cursor describe exactly that suffix;
+//! * `max_amounts` is the monotonic (non-increasing amounts) deque of candidates for any suffix
+//!   maximum, `max_locations` likewise for locations over the whole buffer.
+//!
+//! An in-order event (`t ≥ newest`) costs amortised O(1) per window: windows only move forward.
+//! Out-of-order events (rare, within lateness) and late events take an exact scan of the buffer.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exact_sum::DoubleDouble;
+use crate::features::{
+    assemble, hours_adjacent, EventView, PriorView, WindowFeatures, RETENTION_MS,
+    WEEK, WINDOWS_MS,
+};
+use crate::time::HOUR_MS;
+
+/// Per-job rules of the state (SPEC §1/§2 defaults: lateness 5 min, dedup horizon 24 h).
+#[derive(Clone, Copy, Debug)]
+pub struct StateRules {
+    pub lateness_ms: i64,
+    pub dedup_horizon_ms: i64,
+}
+
+impl Default for StateRules {
+    fn default() -> Self {
+        StateRules { lateness_ms: 5 * 60_000, dedup_horizon_ms: 24 * HOUR_MS }
+    }
+}
+
+/// What the state needs to know about an incoming event.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation {
+    pub timestamp_ms: i64,
+    pub amount: f64,
+    /// NaN when absent.
+    pub location_distance: f64,
+    /// `features.hour_of_day` if present, else the UTC hour.
+    pub hour: u8,
+    pub id_hash: u64,
+}
+
+/// How the state classified an event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    /// Scored and added to the state.
+    Accepted(WindowFeatures),
+    /// Scored from the state as it is, not added (older than newest − lateness).
+    Late(WindowFeatures),
+    /// Same event id within the dedup horizon of a scored copy: not scored.
+    Duplicate,
+}
+
+/// A retained event, 32 bytes: timestamps are stored relative to `UserState::base_ms`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Retained {
+    amount: f64,
+    location: f64,
+    id_hash: u64,
+    offset_ms: u32,
+    hour: u8,
+}
+
+/// Running aggregate of one window (a suffix of the buffer).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct WindowAgg {
+    /// Absolute index of the window's first event.
+    start: u64,
+    sum: DoubleDouble,
+    sum_sq: DoubleDouble,
+    /// Position in `max_amounts` of the window's maximum.
+    max_cursor: usize,
+}
+
+/// State of one user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserState {
+    base_ms: i64,
+    newest_ms: i64,
+    /// Absolute index of `events[0]` (events ever evicted from the front).
+    first_index: u64,
+    events: VecDeque<Retained>,
+    windows: [WindowAgg; 3],
+    /// Absolute indices of suffix-maximum candidates by amount.
+    max_amounts: VecDeque<u64>,
+    /// Absolute indices of suffix-maximum candidates by location (events that have one).
+    max_locations: VecDeque<u64>,
+    hour_counts: [u32; 24],
+    active_hours_7d: u32,
+    /// Scored-but-late events still remembered for dedup: (id hash, timestamp).
+    late_ids: Vec<(u64, i64)>,
+}
+
+impl UserState {
+    /// State of a user whose first accepted event is at `t`.
+    fn new(t: i64) -> Self {
+        UserState {
+            base_ms: t,
+            newest_ms: t,
+            first_index: 0,
+            events: VecDeque::new(),
+            windows: [WindowAgg::default(); 3],
+            max_amounts: VecDeque::new(),
+            max_locations: VecDeque::new(),
+            hour_counts: [0; 24],
+            active_hours_7d: 0,
+            late_ids: Vec::new(),
+        }
+    }
+
+    /// Newest accepted timestamp of the user.
+    pub fn newest_ms(&self) -> i64 {
+        self.newest_ms
+    }
+
+    /// Number of retained events.
+    pub fn retained(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Heap bytes held by this state (capacities, not lengths), for memory reports.
+    pub fn heap_bytes(&self) -> usize {
+        self.events.capacity() * std::mem::size_of::<Retained>()
+            + (self.max_amounts.capacity() + self.max_locations.capacity()) * 8
+            + self.late_ids.capacity() * 16
+    }
+
+    fn ts(&self, e: &Retained) -> i64 {
+        self.base_ms + i64::from(e.offset_ms)
+    }
+
+    fn at(&self, index: u64) -> &Retained {
+        &self.events[(index - self.first_index) as usize]
+    }
+
+    fn end_index(&self) -> u64 {
+        self.first_index + self.events.len() as u64
+    }
+
+    /// Applies one event of the user (in arrival order) and returns its classification.
+    pub fn observe(state: &mut Option<UserState>, obs: &Observation, rules: &StateRules) -> Outcome {
+        let Some(user) = state else {
+            let mut user = UserState::new(obs.timestamp_ms);
+            let features = user.accept_in_order(obs);
+            *state = Some(user);
+            return Outcome::Accepted(features);
+        };
+        if user.is_duplicate(obs, rules) {
+            return Outcome::Duplicate;
+        }
+        if obs.timestamp_ms >= user.newest_ms {
+            return Outcome::Accepted(user.accept_in_order(obs));
+        }
+        let features = assemble(&user.scan_prior(obs), &view(obs));
+        if obs.timestamp_ms < user.newest_ms - rules.lateness_ms {
+            user.late_ids.push((obs.id_hash, obs.timestamp_ms));
+            Outcome::Late(features)
+        } else {
+            user.insert_out_of_order(obs);
+            Outcome::Accepted(features)
+        }
+    }
+
+    fn is_duplicate(&self, obs: &Observation, rules: &StateRules) -> bool {
+        let (lo, hi) = (obs.timestamp_ms - rules.dedup_horizon_ms, obs.timestamp_ms + rules.dedup_horizon_ms);
+        let from = self.events.partition_point(|e| self.ts(e) < lo);
+        let in_buffer = self
+            .events
+            .range(from..)
+            .take_while(|e| self.ts(e) <= hi)
+            .any(|e| e.id_hash == obs.id_hash);
+        in_buffer || self.late_ids.iter().any(|&(h, ts)| h == obs.id_hash && (lo..=hi).contains(&ts))
+    }
+
+    /// Fast path: moves every window to end at `t`, reads the prior, appends the event.
+    fn accept_in_order(&mut self, obs: &Observation) -> WindowFeatures {
+        let t = obs.timestamp_ms;
+        self.evict_before(t - RETENTION_MS);
+        for w in 0..WINDOWS_MS.len() {
+            self.advance_window(w, t - WINDOWS_MS[w]);
+        }
+        let features = assemble(&self.incremental_prior(obs.hour), &view(obs));
+        self.newest_ms = t;
+        self.push(obs);
+        features
+    }
+
+    fn incremental_prior(&self, hour: u8) -> PriorView {
+        let end = self.end_index();
+        let mut prior = PriorView {
+            count_30d: self.events.len() as u64,
+            newest_30d: self.events.back().map(|e| self.ts(e)),
+            max_location_30d: self.max_locations.front().map(|&i| self.at(i).location),
+            active_hours_7d: u64::from(self.active_hours_7d),
+            near_hour_30d: [23, 0, 1]
+                .iter()
+                .map(|d| u64::from(self.hour_counts[usize::from((hour + d) % 24)]))
+                .sum(),
+            ..PriorView::default()
+        };
+        for (agg, out) in self.windows.iter().zip(prior.windows.iter_mut()) {
+            out.count = end - agg.start;
+            out.sum = agg.sum;
+            out.sum_sq = agg.sum_sq;
+            if out.count > 0 {
+                out.max = self.at(self.max_amounts[agg.max_cursor]).amount;
+            }
+        }
+        prior
+    }
+
+    /// Removes events older than `cutoff` from the buffer and the 30-day aggregates.
+    fn evict_before(&mut self, cutoff: i64) {
+        while let Some(front) = self.events.front() {
+            if self.ts(front) >= cutoff {
+                break;
+            }
+            let hour = front.hour;
+            for w in 0..WINDOWS_MS.len() {
+                if self.windows[w].start == self.first_index {
+                    self.drop_window_front(w);
+                }
+            }
+            self.hour_counts[usize::from(hour)] -= 1;
+            self.events.pop_front();
+            self.first_index += 1;
+            if self.max_amounts.front() == Some(&(self.first_index - 1)) {
+                self.max_amounts.pop_front();
+                for agg in &mut self.windows {
+                    agg.max_cursor = agg.max_cursor.saturating_sub(1);
+                }
+            }
+            if self.max_locations.front() == Some(&(self.first_index - 1)) {
+                self.max_locations.pop_front();
+            }
+        }
+    }
+
+    /// Moves window `w`'s start past events older than `cutoff`.
+    fn advance_window(&mut self, w: usize, cutoff: i64) {
+        while self.windows[w].start < self.end_index() && self.ts(self.at(self.windows[w].start)) < cutoff {
+            self.drop_window_front(w);
+        }
+    }
+
+    fn drop_window_front(&mut self, w: usize) {
+        let start = self.windows[w].start;
+        let leaving = *self.at(start);
+        let next = start + 1;
+        let end = self.end_index();
+        if w == WEEK {
+            let next_same_hour = next < end && clock_hour(self.ts(self.at(next))) == clock_hour(self.ts(&leaving));
+            if !next_same_hour {
+                self.active_hours_7d -= 1;
+            }
+        }
+        let agg = &mut self.windows[w];
+        agg.sum.sub(leaving.amount);
+        agg.sum_sq.sub_square(leaving.amount);
+        agg.start = next;
+        if next < end {
+            while self.max_amounts[agg.max_cursor] < next {
+                agg.max_cursor += 1;
+            }
+        }
+    }
+
+    /// Appends an event with `t ≥` every retained timestamp.
+    fn push(&mut self, obs: &Observation) {
+        self.ensure_offset_fits(obs.timestamp_ms);
+        let index = self.end_index();
+        let previous_hour = self.events.back().map(|e| clock_hour(self.ts(e)));
+        let week_was_empty = self.windows[WEEK].start == index;
+        let was_empty = self.windows.map(|agg| agg.start == index);
+        self.events.push_back(retained(obs, self.base_ms));
+        self.hour_counts[usize::from(obs.hour)] += 1;
+        if week_was_empty || previous_hour != Some(clock_hour(obs.timestamp_ms)) {
+            self.active_hours_7d += 1;
+        }
+        for agg in &mut self.windows {
+            agg.sum.add(obs.amount);
+            agg.sum_sq.add_square(obs.amount);
+        }
+        while self.max_amounts.back().is_some_and(|&i| self.at(i).amount <= obs.amount) {
+            self.max_amounts.pop_back();
+        }
+        self.max_amounts.push_back(index);
+        let last = self.max_amounts.len() - 1;
+        for (agg, empty) in self.windows.iter_mut().zip(was_empty) {
+            agg.max_cursor = if empty { last } else { agg.max_cursor.min(last) };
+        }
+        if !obs.location_distance.is_nan() {
+            while self.max_locations.back().is_some_and(|&i| self.at(i).location <= obs.location_distance) {
+                self.max_locations.pop_back();
+            }
+            self.max_locations.push_back(index);
+        }
+    }
+
+    /// Keeps `t − base_ms` representable as u32 by re-basing (O(n), once per ~49 days).
+    fn ensure_offset_fits(&mut self, t: i64) {
+        let fits = |base: i64| t >= base && t - base <= i64::from(u32::MAX);
+        if fits(self.base_ms) {
+            return;
+        }
+        let new_base = self.events.front().map_or(t, |e| self.ts(e)).min(t);
+        let shift = self.base_ms - new_base;
+        for e in &mut self.events {
+            e.offset_ms = (i64::from(e.offset_ms) + shift) as u32;
+        }
+        self.base_ms = new_base;
+    }
+
+    /// Exact prior of an event older than the newest one: a literal scan of the buffer.
+    fn scan_prior(&self, obs: &Observation) -> PriorView {
+        let t = obs.timestamp_ms;
+        let mut prior = PriorView::default();
+        let mut week_hours: Option<i64> = None;
+        for e in &self.events {
+            let ts = self.ts(e);
+            if ts > t || ts < t - RETENTION_MS {
+                continue;
+            }
+            prior.count_30d += 1;
+            prior.newest_30d = Some(prior.newest_30d.map_or(ts, |n| n.max(ts)));
+            if !e.location.is_nan() {
+                prior.max_location_30d = Some(prior.max_location_30d.map_or(e.location, |m| m.max(e.location)));
+            }
+            if hours_adjacent(e.hour, obs.hour) {
+                prior.near_hour_30d += 1;
+            }
+            for (w, agg) in prior.windows.iter_mut().enumerate() {
+                if ts >= t - WINDOWS_MS[w] {
+                    agg.add(e.amount);
+                }
+            }
+            if ts >= t - WINDOWS_MS[WEEK] && week_hours != Some(clock_hour(ts)) {
+                prior.active_hours_7d += 1;
+                week_hours = Some(clock_hour(ts));
+            }
+        }
+        prior
+    }
+
+    /// Inserts an accepted out-of-order event at its time position and rebuilds the windows.
+    fn insert_out_of_order(&mut self, obs: &Observation) {
+        self.ensure_offset_fits(obs.timestamp_ms);
+        let at = self.events.partition_point(|e| self.ts(e) <= obs.timestamp_ms);
+        self.events.insert(at, retained(obs, self.base_ms));
+        self.hour_counts[usize::from(obs.hour)] += 1;
+        self.rebuild_windows();
+    }
+
+    /// Recomputes windows, max deques and active hours from the buffer, anchored at `newest`.
+    fn rebuild_windows(&mut self) {
+        let end = self.end_index();
+        self.max_amounts.clear();
+        self.max_locations.clear();
+        for index in self.first_index..end {
+            let e = *self.at(index);
+            while self.max_amounts.back().is_some_and(|&i| self.at(i).amount <= e.amount) {
+                self.max_amounts.pop_back();
+            }
+            self.max_amounts.push_back(index);
+            if !e.location.is_nan() {
+                while self.max_locations.back().is_some_and(|&i| self.at(i).location <= e.location) {
+                    self.max_locations.pop_back();
+                }
+                self.max_locations.push_back(index);
+            }
+        }
+        for w in 0..WINDOWS_MS.len() {
+            let cutoff = self.newest_ms - WINDOWS_MS[w];
+            let start = self.first_index + self.events.partition_point(|e| self.ts(e) < cutoff) as u64;
+            let mut agg = WindowAgg { start, ..WindowAgg::default() };
+            for index in start..end {
+                let amount = self.at(index).amount;
+                agg.sum.add(amount);
+                agg.sum_sq.add_square(amount);
+            }
+            agg.max_cursor = self.max_amounts.partition_point(|&i| i < start);
+            self.windows[w] = agg;
+        }
+        let week_start = self.windows[WEEK].start;
+        let mut hours = (week_start..end).map(|i| clock_hour(self.ts(self.at(i)))).collect::<Vec<_>>();
+        hours.dedup();
+        self.active_hours_7d = hours.len() as u32;
+    }
+
+    /// Forgets late-event ids older than the dedup memory (`newest − 30 d`).
+    pub fn trim_late_ids(&mut self) {
+        let cutoff = self.newest_ms - RETENTION_MS;
+        self.late_ids.retain(|&(_, ts)| ts >= cutoff);
+    }
+}
+
+fn clock_hour(ts: i64) -> i64 {
+    ts.div_euclid(HOUR_MS)
+}
+
+fn view(obs: &Observation) -> EventView {
+    EventView {
+        timestamp_ms: obs.timestamp_ms,
+        amount: obs.amount,
+        location_distance: obs.location_distance,
+    }
+}
+
+fn retained(obs: &Observation, base_ms: i64) -> Retained {
+    Retained {
+        amount: obs.amount,
+        location: obs.location_distance,
+        id_hash: obs.id_hash,
+        offset_ms: (obs.timestamp_ms - base_ms) as u32,
+        hour: obs.hour,
+    }
+}

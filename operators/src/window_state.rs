@@ -1,0 +1,232 @@
+//! The keyed window-state operator: routes event batches to the worker owning their users,
+//! applies each epoch's events in arrival order to the users' [`UserState`]s and emits the
+//! point-in-time SPEC §2 features of every scored event (the "enrich" join happens here, at
+//! the instant the event meets its user's history, which is what point-in-time means).
+//!
+//! Determinism: an epoch is processed only once the input frontier has passed it, and its
+//! events are sorted by [`Origin`] (partition, position). Epochs are assigned by position at
+//! the source, so every user sees its events in arrival order whatever the number of workers
+//! or the way batches were cut.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::batch::{DeadLetter, EventBatch, Origin, ScoredBatch, ScoredRow, TextRef};
+use crate::features::RETENTION_MS;
+use crate::hashing::mix64;
+use crate::time::HOUR_MS;
+use crate::user_state::{Observation, Outcome, StateRules, UserState};
+
+/// Settings of the window state.
+#[derive(Clone, Debug, Default)]
+pub struct WindowConfig {
+    pub rules: StateRules,
+    /// Extra features carried per event (see `event::ExtraFeatures`).
+    pub extra_count: usize,
+    /// Where the operator reports its memory use at the end of the input.
+    pub report: Option<Arc<Mutex<StateReport>>>,
+}
+
+/// Size of the keyed state, summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateReport {
+    pub users: u64,
+    pub retained_events: u64,
+    /// Heap bytes of the user states plus the hash map's own table.
+    pub bytes: u64,
+    /// Users dropped as idle (SPEC §2).
+    pub evicted_users: u64,
+}
+
+/// Hashes already-mixed user keys once more so a worker's keys (which share their low bits
+/// modulo the worker count) still spread over the whole table.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix64(self.0 ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = mix64(key.rotate_left(17));
+    }
+}
+
+type UserMap = HashMap<u64, Option<UserState>, BuildHasherDefault<KeyHasher>>;
+
+/// All users owned by one worker.
+pub struct KeyedState {
+    cfg: WindowConfig,
+    users: UserMap,
+    /// Newest timestamp seen per input partition; the watermark is their minimum.
+    partition_newest: HashMap<u32, i64>,
+    last_sweep_watermark: i64,
+    evicted_users: u64,
+}
+
+impl KeyedState {
+    /// Empty state.
+    pub fn new(cfg: WindowConfig) -> Self {
+        KeyedState {
+            cfg,
+            users: UserMap::default(),
+            partition_newest: HashMap::new(),
+            last_sweep_watermark: i64::MIN,
+            evicted_users: 0,
+        }
+    }
+
+    /// Applies one epoch's batches and returns its scored events and dead letters.
+    pub fn process_epoch(&mut self, batches: &mut [EventBatch]) -> ScoredBatch {
+        let mut order: Vec<(Origin, u32, u32)> = Vec::new();
+        let mut out = ScoredBatch::default();
+        for (b, batch) in batches.iter_mut().enumerate() {
+            out.dead.append(&mut batch.dead);
+            order.extend(batch.events.iter().enumerate().map(|(i, e)| (e.origin, b as u32, i as u32)));
+        }
+        order.sort_unstable_by_key(|&(origin, _, _)| origin);
+        out.rows.reserve(order.len());
+        out.windows.reserve(order.len());
+        for (_, b, i) in order {
+            self.apply(&batches[b as usize], i as usize, &mut out);
+        }
+        self.sweep_idle_users();
+        out
+    }
+
+    fn apply(&mut self, batch: &EventBatch, index: usize, out: &mut ScoredBatch) {
+        let event = &batch.events[index];
+        let obs = Observation {
+            timestamp_ms: event.timestamp_ms,
+            amount: event.own[0],
+            location_distance: event.own[2],
+            hour: event.hour,
+            id_hash: event.id_hash,
+        };
+        let newest = self.partition_newest.entry(event.origin.partition).or_insert(i64::MIN);
+        *newest = (*newest).max(event.timestamp_ms);
+        let slot = self.users.entry(event.user_key).or_insert(None);
+        let (features, late) = match UserState::observe(slot, &obs, &self.cfg.rules) {
+            Outcome::Accepted(f) => (f, false),
+            Outcome::Late(f) => (f, true),
+            Outcome::Duplicate => {
+                out.dead.push(DeadLetter::new(event.raw.bytes(&batch.text), "duplicate", event.origin));
+                return;
+            }
+        };
+        out.rows.push(ScoredRow {
+            origin: event.origin,
+            event_id: TextRef::push(&mut out.text, event.event_id.bytes(&batch.text)),
+            user_id: TextRef::push(&mut out.text, event.user_id.bytes(&batch.text)),
+            timestamp_ms: event.timestamp_ms,
+            own: event.own,
+            label: event.label,
+            late,
+            ingest_ns: batch.ingest_ns,
+        });
+        out.windows.push(features);
+        let n = self.cfg.extra_count;
+        out.extras.extend_from_slice(&batch.extras[index * n..(index + 1) * n]);
+    }
+
+    /// The event-time watermark: the oldest of the partitions' newest timestamps.
+    fn watermark(&self) -> Option<i64> {
+        self.partition_newest.values().min().copied()
+    }
+
+    /// Drops users idle for more than 30 d + lateness behind the watermark (SPEC §2), at
+    /// most once per hour of event time so the sweep stays amortised.
+    fn sweep_idle_users(&mut self) {
+        let Some(watermark) = self.watermark() else { return };
+        if watermark < self.last_sweep_watermark.saturating_add(HOUR_MS) {
+            return;
+        }
+        self.last_sweep_watermark = watermark;
+        let cutoff = watermark - RETENTION_MS - self.cfg.rules.lateness_ms;
+        let before = self.users.len();
+        self.users.retain(|_, user| match user {
+            Some(state) if state.newest_ms() >= cutoff => {
+                state.trim_late_ids();
+                true
+            }
+            _ => false,
+        });
+        self.evicted_users += (before - self.users.len()) as u64;
+    }
+
+    /// Current size of the state.
+    pub fn report(&self) -> StateReport {
+        let per_entry = std::mem::size_of::<(u64, Option<UserState>)>() + 1;
+        let mut report = StateReport {
+            users: self.users.len() as u64,
+            bytes: (self.users.capacity() * per_entry) as u64,
+            evicted_users: self.evicted_users,
+            ..StateReport::default()
+        };
+        for user in self.users.values().flatten() {
+            report.retained_events += user.retained() as u64;
+            report.bytes += user.heap_bytes() as u64;
+        }
+        report
+    }
+}
+
+/// Extension trait: `events.window_state(cfg)`.
+pub trait WindowStateExt<'s> {
+    /// Exchanges batches to their owners and emits scored batches, one per epoch.
+    fn window_state(self, cfg: WindowConfig) -> Stream<'s, u64, Vec<ScoredBatch>>;
+}
+
+impl<'s> WindowStateExt<'s> for Stream<'s, u64, Vec<EventBatch>> {
+    fn window_state(self, cfg: WindowConfig) -> Stream<'s, u64, Vec<ScoredBatch>> {
+        let pact = Exchange::new(|batch: &EventBatch| u64::from(batch.dest));
+        self.unary_frontier::<CapacityContainerBuilder<Vec<ScoredBatch>>, _, _, _>(
+            pact,
+            "WindowState",
+            move |_capability, _info| {
+                let report = cfg.report.clone();
+                let mut state = KeyedState::new(cfg);
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<EventBatch>)> = BTreeMap::new();
+                let mut reported = false;
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                        let entry = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                        entry.1.extend(data.flat_map(|d| d.drain(..)));
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let (cap, mut batches) = entry.remove();
+                        let scored = state.process_epoch(&mut batches);
+                        output.session(&cap).give(scored);
+                    }
+                    if frontier.is_empty() && !reported {
+                        reported = true;
+                        if let Some(shared) = &report {
+                            let mine = state.report();
+                            let mut total = shared.lock().unwrap_or_else(|p| p.into_inner());
+                            total.users += mine.users;
+                            total.retained_events += mine.retained_events;
+                            total.bytes += mine.bytes;
+                            total.evicted_users += mine.evicted_users;
+                        }
+                    }
+                }
+            },
+        )
+    }
+}

@@ -1,1 +1,52 @@
-fn main(){}
+//! The `vigil` binary: command line, configuration and wiring of sources and sinks to the
+//! dataflows.
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod progress;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() {
+    // candle must not spawn its own thread pool: every timely worker already owns a core, and
+    // extra compute threads halved throughput on this class of machine (DESIGN.md).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match config::expand_args(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => commands::run::execute(args),
+        Command::Gen(args) => commands::gen::execute(args),
+        Command::Train(args) => commands::train::execute(args),
+        Command::Eval(args) => commands::eval::execute(args),
+        Command::Features(args) => commands::features::execute(args),
+        Command::Bench(args) => commands::bench::execute(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(error::exit_code(&error));
+    }
+}

@@ -8,10 +8,16 @@ use memmap2::Mmap;
 
 use crate::source::BlockReader;
 
-/// The bytes of an input file, mapped once and shared by every worker of the process.
+/// The bytes of an input file, mapped once and shared by every worker of the process (or
+/// held in memory, for benchmarks and tests).
 #[derive(Clone)]
 pub struct SharedFile {
-    bytes: Arc<Mmap>,
+    bytes: Arc<Backing>,
+}
+
+enum Backing {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
 }
 
 impl SharedFile {
@@ -21,12 +27,20 @@ impl SharedFile {
         // SAFETY: the mapping is read-only; vigil never writes its input, and a file changed
         // underneath a run is outside what a batch job over a file can promise anyway.
         let bytes = unsafe { Mmap::map(&file)? };
-        Ok(SharedFile { bytes: Arc::new(bytes) })
+        Ok(SharedFile { bytes: Arc::new(Backing::Mapped(bytes)) })
+    }
+
+    /// Input held in memory.
+    pub fn from_vec(bytes: Vec<u8>) -> SharedFile {
+        SharedFile { bytes: Arc::new(Backing::Owned(bytes)) }
     }
 
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        match &*self.bytes {
+            Backing::Mapped(map) => map,
+            Backing::Owned(vec) => vec,
+        }
     }
 }
 

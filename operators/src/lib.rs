@@ -8,3 +8,21 @@ pub mod time;
 pub mod user_state;
 pub mod batch;
 pub mod event;
+
+pub mod metrics;
+pub mod model;
+pub mod training;
+pub mod generator;
+
+pub mod window_state;
+pub mod json_out;
+pub mod reasons;
+pub mod enrich;
+pub mod clock;
+pub mod dead_letter;
+pub mod decide;
+pub mod file_source;
+pub mod generator_source;
+pub mod source;
+pub mod file_sink;
+pub mod infer;

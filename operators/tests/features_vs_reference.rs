@@ -534,7 +534,7 @@ fn run(stream: &[(usize, Ev)]) -> Result<Coverage, String> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 16,
+        cases: 32,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

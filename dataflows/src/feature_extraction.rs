@@ -1,0 +1,81 @@
+//! The training/backfill view: source → window state, collected in input order. `vigil
+//! features` writes it as CSV and `vigil train` fits the model on it, so both see exactly
+//! the features `vigil run` computes.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use operators::batch::{Origin, ScoredBatch};
+use operators::event::{EventParser, ExtraFeatures};
+use operators::source::SourceConfig;
+use operators::user_state::StateRules;
+use operators::window_state::{WindowConfig, WindowStateExt};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+
+use crate::input::{JobInput, Tuning};
+
+/// Scored events of a whole input, with an index in input order.
+pub struct ExtractedFeatures {
+    pub batches: Vec<ScoredBatch>,
+    /// (batch, row) of every scored event, in input order.
+    pub order: Vec<(u32, u32)>,
+    /// Dead letters (bad records and duplicates).
+    pub dead_letters: u64,
+}
+
+impl ExtractedFeatures {
+    /// Iterates scored events in input order as (batch, row index).
+    pub fn rows(&self) -> impl Iterator<Item = (&ScoredBatch, usize)> {
+        self.order.iter().map(|&(b, r)| (&self.batches[b as usize], r as usize))
+    }
+}
+
+/// Runs source → window state over `input` on `workers` threads and gathers the result.
+pub fn extract(input: JobInput, extras: ExtraFeatures, rules: StateRules, workers: usize) -> Result<ExtractedFeatures, String> {
+    let collected: Arc<Mutex<Vec<ScoredBatch>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&collected);
+    let tuning = Tuning::default();
+    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+        let probe = ProbeHandle::new();
+        let source_cfg = SourceConfig {
+            block_len: tuning.block_len,
+            max_in_flight: tuning.max_in_flight,
+            partition: 0,
+            stop: Arc::new(AtomicBool::new(false)),
+            probe: probe.clone(),
+        };
+        let parser = EventParser::new(extras.clone());
+        let window = WindowConfig { rules, extra_count: extras.len(), report: None };
+        let sink = Arc::clone(&sink);
+        worker.dataflow::<u64, _, _>(|scope| {
+            input
+                .source(scope, parser, source_cfg)
+                .window_state(window)
+                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "Collect", move |_, _| {
+                    move |input, _output| {
+                        input.for_each_stamp(|_cap, data| {
+                            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                            all.extend(data.flat_map(|d| d.drain(..)));
+                        });
+                    }
+                })
+                .probe_with(&probe);
+        });
+    })?;
+    for result in guards.join() {
+        result?;
+    }
+    let batches = std::mem::take(&mut *collected.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut keyed: Vec<(Origin, u32, u32)> = Vec::new();
+    let mut dead_letters = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        dead_letters += batch.dead.len() as u64;
+        keyed.extend(batch.rows.iter().enumerate().map(|(r, row)| (row.origin, b as u32, r as u32)));
+    }
+    keyed.sort_unstable_by_key(|k| k.0);
+    let order = keyed.into_iter().map(|(_, b, r)| (b, r)).collect();
+    Ok(ExtractedFeatures { batches, order, dead_letters })
+}

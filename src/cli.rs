@@ -1,0 +1,184 @@
+//! The command line (SPEC §5). Every flag is optional here so that a `--config` TOML file can
+//! supply it (see `config.rs`); the effective value is flag, else file, else the documented
+//! default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// vigil — real-time fraud and anomaly detection on timely dataflow.
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about)]
+pub struct Cli {
+    /// TOML file whose `[COMMAND]` section holds flag values (keys = flag names); flags win.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the streaming job (default: built-in generator → files in out/).
+    Run(RunArgs),
+    /// Write synthetic labelled events (SPEC §1) as JSON lines.
+    Gen(GenArgs),
+    /// Train the model on labelled events with the same feature dataflow as `run`.
+    Train(TrainArgs),
+    /// Score labelled events and print PR-AUC, ROC-AUC, precision/recall.
+    Eval(EvalArgs),
+    /// Write the SPEC §2 features of every event of a file as CSV.
+    Features(FeaturesArgs),
+    /// Measure throughput and latency of each stage and end to end.
+    Bench(BenchArgs),
+}
+
+/// Generator settings shared by `gen`, `run` and `bench`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GeneratorArgs {
+    /// Number of events (0 = endless, `run` only).
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Number of distinct users.
+    #[arg(long)]
+    pub users: Option<u32>,
+    /// Share of fraudulent events.
+    #[arg(long)]
+    pub fraud_rate: Option<f64>,
+    /// Random seed; the same seed gives the same events.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Event-time span the events cover, e.g. 30d.
+    #[arg(long)]
+    pub span: Option<String>,
+}
+
+/// Timely cluster settings.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(long, short = 'w')]
+    pub workers: Option<usize>,
+    /// Number of processes in the timely cluster.
+    #[arg(long, short = 'n')]
+    pub processes: Option<usize>,
+    /// Index of this process (0-based).
+    #[arg(long, short = 'p')]
+    pub process: Option<usize>,
+    /// File with one host:port per process.
+    #[arg(long)]
+    pub hostfile: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `generator` (default) or `file:PATH`.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// `files` (default: decisions/alerts/dead letters in --out-dir).
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// Directory of the output files.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Model weights (.safetensors, metadata .json beside it).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Block when the anomaly score is above this (default: the model's threshold).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Allowed lateness, e.g. 5m.
+    #[arg(long)]
+    pub lateness: Option<String>,
+    /// Add the model inputs to each decision record.
+    #[arg(long)]
+    pub emit_features: bool,
+    /// Events per epoch (latency/throughput trade-off).
+    #[arg(long)]
+    pub block_len: Option<usize>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GenArgs {
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// Labelled events (JSON lines).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Where to write NAME.safetensors (and NAME.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads of the feature dataflow.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Most training epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Random seed of initialisation and shuffling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Decision threshold stored in the model.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct EvalArgs {
+    /// Labelled events (JSON lines).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Model weights (default: the shipped model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Threshold for precision/recall (default: the model's).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Worker threads.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct FeaturesArgs {
+    /// Events (JSON lines).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// CSV output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Allowed lateness, e.g. 5m.
+    #[arg(long)]
+    pub lateness: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Worker threads of the end-to-end run (default: 1 and 2).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Model weights (default: the shipped model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}

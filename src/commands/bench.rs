@@ -1,0 +1,205 @@
+//! `vigil bench`: throughput of each stage alone and end to end, with latency percentiles, on
+//! a stated generated workload (default 5M events, 100k users, 30 days).
+//!
+//! Stages run single-threaded on pre-built inputs, each from the previous stage's output:
+//! parse (JSON lines → batches), window+enrich (state + features), infer (model-input rows →
+//! scores), serialise (decision records). End to end runs the real dataflow from JSON lines in
+//! memory to rendered decision lines (discarded), for each worker count.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dataflows::input::{JobInput, Tuning};
+use dataflows::scoring::{self, load_model, Output, ScoringJob};
+use operators::batch::{EventBatch, Origin, ScoredBatch};
+use operators::decide::DecisionPolicy;
+use operators::dead_letter::SourceName;
+use operators::event::EventParser;
+use operators::file_sink::new_latency_histogram;
+use operators::file_source::SharedFile;
+use operators::generator::Generator;
+use operators::infer::score;
+use operators::window_state::{KeyedState, WindowConfig};
+use serde::Serialize;
+
+use crate::cli::BenchArgs;
+use crate::commands::{default_model_path, generator_config};
+use crate::error::UsageError;
+
+/// One measured line of the report.
+#[derive(Debug, Serialize)]
+struct StageResult {
+    stage: String,
+    events: u64,
+    seconds: f64,
+    events_per_sec: f64,
+    latency_ms_p50: Option<f64>,
+    latency_ms_p95: Option<f64>,
+    latency_ms_p99: Option<f64>,
+}
+
+impl StageResult {
+    fn new(stage: impl Into<String>, events: u64, seconds: f64) -> Self {
+        StageResult {
+            stage: stage.into(),
+            events,
+            seconds,
+            events_per_sec: events as f64 / seconds.max(1e-9),
+            latency_ms_p50: None,
+            latency_ms_p95: None,
+            latency_ms_p99: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    workload: String,
+    stages: Vec<StageResult>,
+    state_users: u64,
+    state_retained_events: u64,
+    state_bytes: u64,
+    bytes_per_retained_event: f64,
+    bytes_per_user_beyond_events: f64,
+}
+
+/// Records per batch in the stage benchmarks (= the dataflow's default epoch).
+const BATCH: usize = 4096;
+/// Bytes of a retained event in the user state's buffer.
+const RETAINED_EVENT_BYTES: u64 = 32;
+
+/// Runs the benchmark and prints the table (or JSON).
+pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
+    let mut generator_args = args.generator.clone();
+    generator_args.events.get_or_insert(5_000_000);
+    generator_args.users.get_or_insert(100_000);
+    let cfg = generator_config(&generator_args)?;
+    if cfg.events == 0 {
+        return Err(UsageError("--events: bench needs a finite workload".into()).into());
+    }
+    let workload = format!("{} events, {} users, {} days, fraud rate {}, seed {}", cfg.events, cfg.users, cfg.span_ms / 86_400_000, cfg.fraud_rate, cfg.seed);
+    let model_path = args.model.clone().unwrap_or_else(default_model_path);
+    let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
+    tracing::info!(%workload, "generating workload");
+    let mut data = Vec::new();
+    let mut generator = Generator::new(cfg);
+    while generator.next_line(&mut data) {}
+    let mut stages = Vec::new();
+
+    let started = Instant::now();
+    let mut parser = EventParser::new(layout.extras().clone());
+    let mut parsed: Vec<EventBatch> = Vec::new();
+    for (i, line) in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        if i % BATCH == 0 {
+            parsed.push(EventBatch::default());
+        }
+        let batches = std::slice::from_mut(parsed.last_mut().expect("pushed above"));
+        parser.parse_into(line, Origin { partition: 0, position: i as u64 }, batches, 0);
+    }
+    let events: u64 = parsed.iter().map(|b| b.events.len() as u64).sum();
+    stages.push(StageResult::new("parse", events, started.elapsed().as_secs_f64()));
+
+    let started = Instant::now();
+    let mut state = KeyedState::new(WindowConfig { extra_count: layout.extras().len(), ..WindowConfig::default() });
+    let mut scored: Vec<ScoredBatch> = parsed.iter_mut().map(|b| state.process_epoch(std::slice::from_mut(b))).collect();
+    stages.push(StageResult::new("window+enrich", events, started.elapsed().as_secs_f64()));
+    let memory = state.report();
+    drop(parsed);
+
+    let started = Instant::now();
+    for batch in &mut scored {
+        layout.fill(batch);
+        score(&model, batch)?;
+    }
+    let scored_events: u64 = scored.iter().map(|b| b.rows.len() as u64).sum();
+    stages.push(StageResult::new("infer (model rows + forward)", scored_events, started.elapsed().as_secs_f64()));
+
+    let policy = DecisionPolicy {
+        threshold: model.metadata().threshold,
+        model_version: model.metadata().version.clone(),
+        emit_features: None,
+        source: SourceName::Generator,
+    };
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for batch in &scored {
+        bytes += policy.render(batch).decisions.len();
+    }
+    stages.push(StageResult::new("serialise", scored_events, started.elapsed().as_secs_f64()));
+    tracing::info!(mib = bytes / (1 << 20), "decision records rendered");
+    drop(scored);
+
+    let shared = SharedFile::from_vec(data);
+    let worker_counts = args.workers.map_or(vec![1, 2], |w| vec![w]);
+    for workers in worker_counts {
+        let job = ScoringJob {
+            input: JobInput::File { path: PathBuf::from("bench"), bytes: shared.clone() },
+            model_path: model_path.clone(),
+            threshold: None,
+            rules: Default::default(),
+            emit_features: false,
+            output: Output::Discard,
+            stop: Arc::new(AtomicBool::new(false)),
+            tuning: Tuning::default(),
+        };
+        let report = scoring::run(job, timely::Config::process(workers))?;
+        let c = report.stats.counts;
+        let mut stage = StageResult::new(
+            format!("end to end, {workers} worker{}", if workers == 1 { "" } else { "s" }),
+            c.decisions + c.dead_letters,
+            report.elapsed.as_secs_f64(),
+        );
+        let h = if report.stats.latency_us.is_empty() { new_latency_histogram() } else { report.stats.latency_us };
+        stage.latency_ms_p50 = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
+        stage.latency_ms_p95 = Some(h.value_at_quantile(0.95) as f64 / 1000.0);
+        stage.latency_ms_p99 = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+        stages.push(stage);
+    }
+
+    let per_event = memory.bytes as f64 / memory.retained_events.max(1) as f64;
+    let beyond = memory.bytes.saturating_sub(RETAINED_EVENT_BYTES * memory.retained_events);
+    let report = BenchReport {
+        workload,
+        stages,
+        state_users: memory.users,
+        state_retained_events: memory.retained_events,
+        state_bytes: memory.bytes,
+        bytes_per_retained_event: per_event,
+        bytes_per_user_beyond_events: beyond as f64 / memory.users.max(1) as f64,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(report: &BenchReport) {
+    println!("workload: {}", report.workload);
+    println!("{:<32} {:>10} {:>9} {:>13} {:>9} {:>9} {:>9}", "stage", "events", "seconds", "events/s", "p50 ms", "p95 ms", "p99 ms");
+    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+    for s in &report.stages {
+        println!(
+            "{:<32} {:>10} {:>9.3} {:>13.0} {:>9} {:>9} {:>9}",
+            s.stage,
+            s.events,
+            s.seconds,
+            s.events_per_sec,
+            fmt(s.latency_ms_p50),
+            fmt(s.latency_ms_p95),
+            fmt(s.latency_ms_p99)
+        );
+    }
+    println!(
+        "state: {} users, {} retained events, {:.1} MiB = {:.1} B per retained event; {:.0} B per user beyond the {} B/event buffer",
+        report.state_users,
+        report.state_retained_events,
+        report.state_bytes as f64 / (1 << 20) as f64,
+        report.bytes_per_retained_event,
+        report.bytes_per_user_beyond_events,
+        RETAINED_EVENT_BYTES
+    );
+}

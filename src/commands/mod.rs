@@ -1,0 +1,115 @@
+//! One module per subcommand; each turns its flags into a job and reports the result.
+
+pub mod bench;
+pub mod eval;
+pub mod features;
+pub mod gen;
+pub mod run;
+pub mod train;
+
+use std::path::PathBuf;
+
+use operators::generator::GeneratorConfig;
+use operators::time::DAY_MS;
+
+use crate::cli::{ClusterArgs, GeneratorArgs};
+use crate::config::parse_duration_ms;
+use crate::error::UsageError;
+
+/// The shipped model: `$VIGIL_MODEL`, else `models/default.safetensors` in the working
+/// directory, else the one in the source tree the binary was built from.
+pub fn default_model_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("VIGIL_MODEL") {
+        return PathBuf::from(path);
+    }
+    let local = PathBuf::from("models/default.safetensors");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default.safetensors")
+}
+
+/// Generator settings from flags, with SPEC defaults.
+pub fn generator_config(args: &GeneratorArgs) -> Result<GeneratorConfig, UsageError> {
+    let defaults = GeneratorConfig::default();
+    let fraud_rate = args.fraud_rate.unwrap_or(defaults.fraud_rate);
+    if !(0.0..=0.9).contains(&fraud_rate) {
+        return Err(UsageError(format!("--fraud-rate: {fraud_rate} is outside [0, 0.9]")));
+    }
+    let users = args.users.unwrap_or(defaults.users);
+    if users == 0 {
+        return Err(UsageError("--users: must be at least 1".into()));
+    }
+    let span_ms = match &args.span {
+        Some(text) => parse_duration_ms("--span", text)?,
+        None => 30 * DAY_MS,
+    };
+    if span_ms <= 0 {
+        return Err(UsageError("--span: must be positive".into()));
+    }
+    Ok(GeneratorConfig {
+        events: args.events.unwrap_or(defaults.events),
+        users,
+        fraud_rate,
+        seed: args.seed.unwrap_or(defaults.seed),
+        span_ms,
+        ..defaults
+    })
+}
+
+/// Timely configuration from `--workers/-n/-p/--hostfile`, with consistency checks.
+pub fn timely_config(args: &ClusterArgs) -> Result<timely::Config, UsageError> {
+    let workers = args.workers.unwrap_or(1);
+    if workers == 0 {
+        return Err(UsageError("--workers: must be at least 1".into()));
+    }
+    let processes = args.processes.unwrap_or(1);
+    let process = args.process.unwrap_or(0);
+    if processes == 0 {
+        return Err(UsageError("--processes: must be at least 1".into()));
+    }
+    if process >= processes {
+        return Err(UsageError(format!("--process: {process} is not below --processes {processes}")));
+    }
+    if processes == 1 {
+        if args.hostfile.is_some() {
+            return Err(UsageError("--hostfile: only meaningful with --processes > 1".into()));
+        }
+        return Ok(timely::Config::process(workers));
+    }
+    let addresses = match &args.hostfile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("--hostfile {}: {e}", path.display())))?;
+            let hosts: Vec<String> =
+                text.lines().map(str::trim).filter(|l| !l.is_empty()).take(processes).map(String::from).collect();
+            if hosts.len() < processes {
+                return Err(UsageError(format!(
+                    "--hostfile {}: has {} addresses, --processes needs {processes}",
+                    path.display(),
+                    hosts.len()
+                )));
+            }
+            hosts
+        }
+        None => (0..processes).map(|i| format!("localhost:{}", 2101 + i)).collect(),
+    };
+    Ok(timely::Config {
+        communication: timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process,
+            addresses,
+            report: false,
+            zerocopy: false,
+        },
+        worker: timely::WorkerConfig::default(),
+    })
+}
+
+/// Worker threads for single-process commands.
+pub fn worker_count(workers: Option<usize>) -> Result<usize, UsageError> {
+    match workers.unwrap_or(1) {
+        0 => Err(UsageError("--workers: must be at least 1".into())),
+        n => Ok(n),
+    }
+}

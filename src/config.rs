@@ -1,0 +1,124 @@
+//! `--config FILE`: a TOML file whose `[COMMAND]` section gives flag values, e.g.
+//!
+//! ```toml
+//! [run]
+//! workers = 2
+//! source = "file:data/events.jsonl"
+//! emit-features = true
+//! ```
+//!
+//! Keys are the long flag names (`_` and `-` both accepted). The section is turned into flags
+//! placed *before* the command line's own, so clap validates them with the same messages and
+//! an explicit flag overrides the file. Errors name the file and the key.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::error::UsageError;
+
+/// Returns the arguments with the config file's flags for the chosen command spliced in.
+pub fn expand_args(args: Vec<OsString>) -> Result<Vec<OsString>, UsageError> {
+    let Some(path) = config_path(&args) else { return Ok(args) };
+    let Some(command_at) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-') && !is_config_value(&args, a)).map(|i| i + 1)
+    else {
+        return Ok(args);
+    };
+    let command = args[command_at].to_string_lossy().into_owned();
+    let flags = flags_from_file(Path::new(&path), &command)?;
+    let mut out = args[..=command_at].to_vec();
+    out.extend(flags.into_iter().map(OsString::from));
+    out.extend_from_slice(&args[command_at + 1..]);
+    Ok(out)
+}
+
+fn is_config_value(args: &[OsString], candidate: &OsString) -> bool {
+    args.windows(2).any(|w| w[0] == "--config" && std::ptr::eq(&w[1], candidate))
+}
+
+fn config_path(args: &[OsString]) -> Option<String> {
+    let mut iter = args.iter().map(|a| a.to_string_lossy());
+    while let Some(arg) = iter.next() {
+        if arg == "--config" {
+            return iter.next().map(|s| s.into_owned());
+        }
+        if let Some(value) = arg.strip_prefix("--config=") {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+/// Reads `[command]` of the TOML file as a list of flags.
+pub fn flags_from_file(path: &Path, command: &str) -> Result<Vec<String>, UsageError> {
+    let fail = |msg: String| UsageError(format!("config file {}: {msg}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| fail(e.to_string()))?;
+    let mut flags = Vec::new();
+    for (key, value) in &table {
+        if !value.is_table() {
+            return Err(fail(format!("key `{key}` must be inside a [command] section, e.g. [{command}]")));
+        }
+    }
+    let Some(toml::Value::Table(section)) = table.get(command) else { return Ok(flags) };
+    for (key, value) in section {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            toml::Value::Boolean(true) => flags.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(s) => flags.extend([flag, s.clone()]),
+            toml::Value::Integer(i) => flags.extend([flag, i.to_string()]),
+            toml::Value::Float(f) => flags.extend([flag, f.to_string()]),
+            _ => return Err(fail(format!("[{command}] {key}: expected a string, number or boolean"))),
+        }
+    }
+    Ok(flags)
+}
+
+/// Parses a duration like `250ms`, `10s`, `5m`, `2h`, `30d` into milliseconds.
+pub fn parse_duration_ms(field: &str, text: &str) -> Result<i64, UsageError> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    match number.parse::<i64>() {
+        Ok(n) if scale > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| UsageError(format!("{field}: duration `{text}` is too large"))),
+        _ => Err(UsageError(format!("{field}: `{text}` is not a duration like 500ms, 10s, 5m, 2h or 30d"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("lateness", "5m").unwrap(), 300_000);
+        assert_eq!(parse_duration_ms("x", "250ms").unwrap(), 250);
+        assert_eq!(parse_duration_ms("x", "30d").unwrap(), 2_592_000_000);
+        let err = parse_duration_ms("lateness", "5 minutes").unwrap_err();
+        assert!(err.0.contains("lateness"), "{}", err.0);
+        assert!(parse_duration_ms("x", "m").is_err());
+    }
+
+    #[test]
+    fn config_sections_become_flags_before_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, "[run]\nworkers = 2\nemit_features = true\nsource = \"file:x\"\n[gen]\nseed = 3\n").unwrap();
+        let args: Vec<OsString> =
+            ["vigil", "--config", path.to_str().unwrap(), "run", "--workers", "1"].iter().map(OsString::from).collect();
+        let expanded: Vec<String> = expand_args(args).unwrap().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(&expanded[3..], ["run", "--emit-features", "--source", "file:x", "--workers", "2", "--workers", "1"]);
+        std::fs::write(&path, "workers = 2\n").unwrap();
+        let err = flags_from_file(&path, "run").unwrap_err();
+        assert!(err.0.contains("workers") && err.0.contains("vigil.toml"), "{}", err.0);
+    }
+}

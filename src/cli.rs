@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// vigil — real-time fraud and anomaly detection on timely dataflow.
 #[derive(Parser, Debug)]
-#[command(name = "vigil", version, about)]
+#[command(name = "vigil", version, about, args_override_self = true)]
 pub struct Cli {
     /// TOML file whose `[COMMAND]` section holds flag values (keys = flag names); flags win.
     #[arg(long, global = true)]

@@ -19,7 +19,11 @@ use crate::error::UsageError;
 /// Returns the arguments with the config file's flags for the chosen command spliced in.
 pub fn expand_args(args: Vec<OsString>) -> Result<Vec<OsString>, UsageError> {
     let Some(path) = config_path(&args) else { return Ok(args) };
-    let Some(command_at) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-') && !is_config_value(&args, a)).map(|i| i + 1)
+    let Some(command_at) = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-') && !is_config_value(&args, a))
+        .map(|i| i + 1)
     else {
         return Ok(args);
     };
@@ -87,9 +91,9 @@ pub fn parse_duration_ms(field: &str, text: &str) -> Result<i64, UsageError> {
         _ => 0,
     };
     match number.parse::<i64>() {
-        Ok(n) if scale > 0 => n
-            .checked_mul(scale)
-            .ok_or_else(|| UsageError(format!("{field}: duration `{text}` is too large"))),
+        Ok(n) if scale > 0 => {
+            n.checked_mul(scale).ok_or_else(|| UsageError(format!("{field}: duration `{text}` is too large")))
+        }
         _ => Err(UsageError(format!("{field}: `{text}` is not a duration like 500ms, 10s, 5m, 2h or 30d"))),
     }
 }
@@ -112,11 +116,16 @@ mod tests {
     fn config_sections_become_flags_before_the_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vigil.toml");
-        std::fs::write(&path, "[run]\nworkers = 2\nemit_features = true\nsource = \"file:x\"\n[gen]\nseed = 3\n").unwrap();
+        std::fs::write(&path, "[run]\nworkers = 2\nemit_features = true\nsource = \"file:x\"\n[gen]\nseed = 3\n")
+            .unwrap();
         let args: Vec<OsString> =
             ["vigil", "--config", path.to_str().unwrap(), "run", "--workers", "1"].iter().map(OsString::from).collect();
-        let expanded: Vec<String> = expand_args(args).unwrap().iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(&expanded[3..], ["run", "--emit-features", "--source", "file:x", "--workers", "2", "--workers", "1"]);
+        let expanded: Vec<String> =
+            expand_args(args).unwrap().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            &expanded[3..],
+            ["run", "--emit-features", "--source", "file:x", "--workers", "2", "--workers", "1"]
+        );
         std::fs::write(&path, "workers = 2\n").unwrap();
         let err = flags_from_file(&path, "run").unwrap_err();
         assert!(err.0.contains("workers") && err.0.contains("vigil.toml"), "{}", err.0);

@@ -34,7 +34,12 @@ impl ExtractedFeatures {
 }
 
 /// Runs source → window state over `input` on `workers` threads and gathers the result.
-pub fn extract(input: JobInput, extras: ExtraFeatures, rules: StateRules, workers: usize) -> Result<ExtractedFeatures, String> {
+pub fn extract(
+    input: JobInput,
+    extras: ExtraFeatures,
+    rules: StateRules,
+    workers: usize,
+) -> Result<ExtractedFeatures, String> {
     let collected: Arc<Mutex<Vec<ScoredBatch>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&collected);
     let tuning = Tuning::default();
@@ -54,14 +59,18 @@ pub fn extract(input: JobInput, extras: ExtraFeatures, rules: StateRules, worker
             input
                 .source(scope, parser, source_cfg)
                 .window_state(window)
-                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "Collect", move |_, _| {
-                    move |input, _output| {
-                        input.for_each_stamp(|_cap, data| {
-                            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-                            all.extend(data.flat_map(|d| d.drain(..)));
-                        });
-                    }
-                })
+                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Pipeline,
+                    "Collect",
+                    move |_, _| {
+                        move |input, _output| {
+                            input.for_each_stamp(|_cap, data| {
+                                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                                all.extend(data.flat_map(|d| d.drain(..)));
+                            });
+                        }
+                    },
+                )
                 .probe_with(&probe);
         });
     })?;

@@ -45,10 +45,19 @@ impl JobInput {
     }
 
     /// Builds this worker's source operator.
-    pub fn source<'s>(&self, scope: Scope<'s, u64>, parser: EventParser, cfg: SourceConfig) -> Stream<'s, u64, Vec<EventBatch>> {
+    pub fn source<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        parser: EventParser,
+        cfg: SourceConfig,
+    ) -> Stream<'s, u64, Vec<EventBatch>> {
         match self {
-            JobInput::File { bytes, .. } => block_source(scope, "FileSource", LineReader::new(bytes.clone()), parser, cfg),
-            JobInput::Generator(g) => block_source(scope, "GeneratorSource", GeneratorReader::new(g.clone()), parser, cfg),
+            JobInput::File { bytes, .. } => {
+                block_source(scope, "FileSource", LineReader::new(bytes.clone()), parser, cfg)
+            }
+            JobInput::Generator(g) => {
+                block_source(scope, "GeneratorSource", GeneratorReader::new(g.clone()), parser, cfg)
+            }
         }
     }
 }

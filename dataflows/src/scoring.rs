@@ -108,8 +108,13 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
         };
         let stats = Arc::clone(&worker_stats);
         worker.dataflow::<u64, _, _>(|scope| {
-            let decided =
-                job.input.source(scope, parser, source_cfg).window_state(window).enrich(layout).infer(model).decide(policy);
+            let decided = job
+                .input
+                .source(scope, parser, source_cfg)
+                .window_state(window)
+                .enrich(layout)
+                .infer(model)
+                .decide(policy);
             let done = match &job.output {
                 Output::Files(files) => decided.sink_to(Arc::clone(files), stats),
                 Output::Discard => decided.sink_to(DiscardSink, stats),

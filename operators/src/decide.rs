@@ -39,7 +39,8 @@ impl DecisionPolicy {
     pub fn render(&self, batch: &ScoredBatch) -> OutputChunk {
         let mut chunk = OutputChunk::default();
         chunk.decisions.reserve(batch.rows.len() * 320);
-        let per_event_ms = if batch.rows.is_empty() { 0.0 } else { batch.infer_ns as f64 / 1e6 / batch.rows.len() as f64 };
+        let per_event_ms =
+            if batch.rows.is_empty() { 0.0 } else { batch.infer_ns as f64 / 1e6 / batch.rows.len() as f64 };
         let now = now_ns();
         for (i, row) in batch.rows.iter().enumerate() {
             let start = chunk.decisions.len();
@@ -158,8 +159,12 @@ mod tests {
             source: SourceName::Generator,
         };
         let chunk = policy.render(&batch);
-        let lines: Vec<serde_json::Value> =
-            chunk.decisions.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = chunk
+            .decisions
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["eventId"], "e1");
         assert_eq!(lines[0]["userId"], "u\"1");

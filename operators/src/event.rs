@@ -175,7 +175,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     fields.timestamp = Some(t.0);
                 }
                 "features" => {
-                    let seed = FeaturesSeed { extras: self.extras, extra_out: &mut *self.extra_out, own: &mut fields.own };
+                    let seed =
+                        FeaturesSeed { extras: self.extras, extra_out: &mut *self.extra_out, own: &mut fields.own };
                     map.next_value_seed(seed)?;
                     fields.has_features = true;
                 }
@@ -183,8 +184,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     let label: Number = map.next_value().map_err(|e| field_error("label", e))?;
                     fields.label = match label.0 {
                         None => -1,
-                        Some(v) if v == 0.0 => 0,
-                        Some(v) if v == 1.0 => 1,
+                        Some(0.0) => 0,
+                        Some(1.0) => 1,
                         Some(_) => return Err(de::Error::custom("label: must be 0 or 1")),
                     };
                 }

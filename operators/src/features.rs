@@ -43,12 +43,7 @@ pub const WINDOW_FEATURE_NAMES: [&str; WINDOW_FEATURE_COUNT] = [
 ];
 
 /// The event's own named numeric features (SPEC §1) in the order they are stored.
-pub const OWN_FEATURE_NAMES: [&str; 4] = [
-    "amount",
-    "hour_of_day",
-    "location_distance",
-    "days_since_last_txn",
-];
+pub const OWN_FEATURE_NAMES: [&str; 4] = ["amount", "hour_of_day", "location_distance", "days_since_last_txn"];
 
 /// Column of `secs_since_prev` and the prior features that follow it.
 pub const SECS_SINCE_PREV: usize = 15;
@@ -184,10 +179,8 @@ mod tests {
 
     #[test]
     fn empty_history_defaults() {
-        let f = assemble(
-            &PriorView::default(),
-            &EventView { timestamp_ms: 0, amount: 10.0, location_distance: f64::NAN },
-        );
+        let f =
+            assemble(&PriorView::default(), &EventView { timestamp_ms: 0, amount: 10.0, location_distance: f64::NAN });
         assert_eq!(&f[0..5], &[1.0, 10.0, 10.0, 10.0, 0.0]);
         assert_eq!(f[SECS_SINCE_PREV], -1.0);
         assert_eq!(f[AMOUNT_RATIO], 1.0);

@@ -78,9 +78,11 @@ impl OutputFiles {
 
     /// Appends a chunk's lines.
     pub fn write(&self, chunk: &OutputChunk) -> std::io::Result<()> {
-        for (writer, bytes) in
-            [(&self.decisions, &chunk.decisions), (&self.alerts, &chunk.alerts), (&self.dead_letters, &chunk.dead_letters)]
-        {
+        for (writer, bytes) in [
+            (&self.decisions, &chunk.decisions),
+            (&self.alerts, &chunk.alerts),
+            (&self.dead_letters, &chunk.dead_letters),
+        ] {
             if !bytes.is_empty() {
                 writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(bytes)?;
             }

@@ -88,6 +88,6 @@ mod tests {
         write_one_decimal(&mut out, 6.06);
         out.push(b' ');
         write_one_decimal(&mut out, -0.04);
-        assert_eq!(String::from_utf8(out).unwrap(), "null 0.25 6.1 -0.0");
+        assert_eq!(String::from_utf8(out).unwrap(), "null 0.25 6.1 0.0");
     }
 }

@@ -24,11 +24,7 @@ pub const KIND_MLP: &str = "mlp";
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("batch of {len} values is not a whole number of rows of {inputs} inputs")]
@@ -154,19 +150,13 @@ pub struct Model {
 
 impl Model {
     /// Builds a model from weights and metadata, setting `version` from the weights.
-    pub(crate) fn from_parts(
-        mut meta: ModelMetadata,
-        dense: Vec<Dense>,
-    ) -> Result<Self, ModelError> {
+    pub(crate) fn from_parts(mut meta: ModelMetadata, dense: Vec<Dense>) -> Result<Self, ModelError> {
         meta.version = version_of(&dense);
         Self::checked(meta, dense, Path::new("<model>"))
     }
 
     fn checked(meta: ModelMetadata, dense: Vec<Dense>, path: &Path) -> Result<Self, ModelError> {
-        check_metadata(&meta, &dense).map_err(|reason| ModelError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        check_metadata(&meta, &dense).map_err(|reason| ModelError::Invalid { path: path.to_path_buf(), reason })?;
         let tensors = dense
             .iter()
             .map(|l| {
@@ -176,12 +166,7 @@ impl Model {
             })
             .collect::<Result<Vec<_>, candle_core::Error>>()?;
         let standardiser = Standardiser::new(&meta.inputs);
-        Ok(Model {
-            meta,
-            dense,
-            tensors,
-            standardiser,
-        })
+        Ok(Model { meta, dense, tensors, standardiser })
     }
 
     /// Loads `NAME.safetensors` and the `NAME.json` beside it.
@@ -201,10 +186,7 @@ impl Model {
             path: path.to_path_buf(),
             source,
         })?;
-        let invalid = |reason: String| ModelError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason };
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
         let dense = dense_from_tensors(tensors, &meta.layers).map_err(invalid)?;
@@ -230,30 +212,20 @@ impl Model {
         for (i, l) in self.dense.iter().enumerate() {
             let w = Tensor::from_slice(&l.w, (l.out_dim, l.in_dim), &Device::Cpu)?;
             named.insert(format!("layers.{i}.weight"), w);
-            named.insert(
-                format!("layers.{i}.bias"),
-                Tensor::from_slice(&l.b, l.out_dim, &Device::Cpu)?,
-            );
+            named.insert(format!("layers.{i}.bias"), Tensor::from_slice(&l.b, l.out_dim, &Device::Cpu)?);
         }
         let tmp = with_suffix(path, ".tmp");
-        candle_core::safetensors::save(&named, &tmp).map_err(|e| ModelError::Invalid {
-            path: tmp.clone(),
-            reason: format!("cannot write weights: {e}"),
-        })?;
+        candle_core::safetensors::save(&named, &tmp)
+            .map_err(|e| ModelError::Invalid { path: tmp.clone(), reason: format!("cannot write weights: {e}") })?;
         rename(&tmp, path)?;
         let json_path = metadata_path(path);
-        let mut text =
-            serde_json::to_string_pretty(&self.meta).map_err(|e| ModelError::Invalid {
-                path: json_path.clone(),
-                reason: format!("cannot encode metadata: {e}"),
-            })?;
+        let mut text = serde_json::to_string_pretty(&self.meta).map_err(|e| ModelError::Invalid {
+            path: json_path.clone(),
+            reason: format!("cannot encode metadata: {e}"),
+        })?;
         text.push('\n');
         let tmp = with_suffix(&json_path, ".tmp");
-        std::fs::write(&tmp, text).map_err(|source| ModelError::Io {
-            action: "write",
-            path: tmp.clone(),
-            source,
-        })?;
+        std::fs::write(&tmp, text).map_err(|source| ModelError::Io { action: "write", path: tmp.clone(), source })?;
         rename(&tmp, &json_path)
     }
 
@@ -271,11 +243,8 @@ impl Model {
     /// overhead of candle is paid once per batch, not once per event.
     pub fn score_batch(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
         let d = self.width();
-        if rows.len() % d != 0 {
-            return Err(ModelError::BatchShape {
-                len: rows.len(),
-                inputs: d,
-            });
+        if !rows.len().is_multiple_of(d) {
+            return Err(ModelError::BatchShape { len: rows.len(), inputs: d });
         }
         let n = rows.len() / d;
         if n == 0 {
@@ -284,9 +253,7 @@ impl Model {
         let mut x = Vec::with_capacity(rows.len());
         self.standardiser.apply(rows, &mut x);
         let x = Tensor::from_vec(x, (n, d), &Device::Cpu)?;
-        let logits = forward(&self.tensors, &x)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let logits = forward(&self.tensors, &x)?.flatten_all()?.to_vec1::<f32>()?;
         out.extend(logits.into_iter().map(sigmoid));
         Ok(())
     }
@@ -327,11 +294,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), ModelError> {
-    std::fs::rename(from, to).map_err(|source| ModelError::Io {
-        action: "replace",
-        path: to.to_path_buf(),
-        source,
-    })
+    std::fs::rename(from, to).map_err(|source| ModelError::Io { action: "replace", path: to.to_path_buf(), source })
 }
 
 /// FNV-1a over the layer shapes and the little-endian bytes of every weight: stable across
@@ -362,9 +325,7 @@ fn dense_from_tensors(
     for (i, pair) in widths.windows(2).enumerate() {
         let (in_dim, out_dim) = (pair[0], pair[1]);
         let mut take = |name: String, shape: &[usize]| -> Result<Vec<f32>, String> {
-            let t = tensors
-                .remove(&name)
-                .ok_or_else(|| format!("tensor {name} is missing"))?;
+            let t = tensors.remove(&name).ok_or_else(|| format!("tensor {name} is missing"))?;
             if t.dims() != shape || t.dtype() != DType::F32 {
                 return Err(format!(
                     "tensor {name} is {:?} {:?}, expected F32 {shape:?} (layers {widths:?} in the metadata)",
@@ -372,42 +333,26 @@ fn dense_from_tensors(
                     t.dims()
                 ));
             }
-            t.flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| format!("tensor {name}: {e}"))
+            t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| format!("tensor {name}: {e}"))
         };
         let w = take(format!("layers.{i}.weight"), &[out_dim, in_dim])?;
         let b = take(format!("layers.{i}.bias"), &[out_dim])?;
-        dense.push(Dense {
-            in_dim,
-            out_dim,
-            w,
-            b,
-        });
+        dense.push(Dense { in_dim, out_dim, w, b });
     }
     let mut extra: Vec<&String> = tensors.keys().collect();
     extra.sort();
     match extra.first() {
-        Some(name) => Err(format!(
-            "unexpected tensor {name} (layers {widths:?} in the metadata)"
-        )),
+        Some(name) => Err(format!("unexpected tensor {name} (layers {widths:?} in the metadata)")),
         None => Ok(dense),
     }
 }
 
 fn check_metadata(meta: &ModelMetadata, dense: &[Dense]) -> Result<(), String> {
     if meta.kind != KIND_MLP {
-        return Err(format!(
-            "model kind {:?} is not supported (expected {KIND_MLP:?})",
-            meta.kind
-        ));
+        return Err(format!("model kind {:?} is not supported (expected {KIND_MLP:?})", meta.kind));
     }
-    let widths: Vec<usize> = dense
-        .first()
-        .map(|l| l.in_dim)
-        .into_iter()
-        .chain(dense.iter().map(|l| l.out_dim))
-        .collect();
+    let widths: Vec<usize> =
+        dense.first().map(|l| l.in_dim).into_iter().chain(dense.iter().map(|l| l.out_dim)).collect();
     if widths != meta.layers || widths.len() < 2 || widths.last() != Some(&1) {
         return Err(format!(
             "layers {:?} must run from the input count to 1 and match the weights {widths:?}",
@@ -415,29 +360,17 @@ fn check_metadata(meta: &ModelMetadata, dense: &[Dense]) -> Result<(), String> {
         ));
     }
     if meta.inputs.len() != widths[0] {
-        return Err(format!(
-            "{} inputs named but the first layer takes {}",
-            meta.inputs.len(),
-            widths[0]
-        ));
+        return Err(format!("{} inputs named but the first layer takes {}", meta.inputs.len(), widths[0]));
     }
-    if let Some(i) = meta
-        .inputs
-        .iter()
-        .find(|i| !(i.fill.is_finite() && i.mean.is_finite() && i.std.is_finite() && i.std >= 0.0))
+    if let Some(i) =
+        meta.inputs.iter().find(|i| !(i.fill.is_finite() && i.mean.is_finite() && i.std.is_finite() && i.std >= 0.0))
     {
-        return Err(format!(
-            "input {:?} has a non-finite fill/mean or a bad std",
-            i.name
-        ));
+        return Err(format!("input {:?} has a non-finite fill/mean or a bad std", i.name));
     }
     if !(0.0..=1.0).contains(&meta.threshold) {
         return Err(format!("threshold {} is outside [0, 1]", meta.threshold));
     }
-    if dense
-        .iter()
-        .any(|l| l.w.iter().chain(&l.b).any(|v| !v.is_finite()))
-    {
+    if dense.iter().any(|l| l.w.iter().chain(&l.b).any(|v| !v.is_finite())) {
         return Err("weights contain NaN or infinity".to_string());
     }
     Ok(())
@@ -449,18 +382,13 @@ mod tests {
 
     /// Deterministic pseudo-random numbers for tests (no `rand` dependency).
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
     pub(crate) fn random_model(d: usize, hidden: &[usize], seed: u64) -> Model {
         let mut s = seed;
-        let widths: Vec<usize> = std::iter::once(d)
-            .chain(hidden.iter().copied())
-            .chain([1])
-            .collect();
+        let widths: Vec<usize> = std::iter::once(d).chain(hidden.iter().copied()).chain([1]).collect();
         let dense = widths
             .windows(2)
             .map(|p| Dense {
@@ -519,14 +447,9 @@ mod tests {
     }
 
     fn temp_path(tag: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        std::env::temp_dir().join(format!(
-            "vigil-model-{tag}-{}-{nanos}.safetensors",
-            std::process::id()
-        ))
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        std::env::temp_dir().join(format!("vigil-model-{tag}-{}-{nanos}.safetensors", std::process::id()))
     }
 
     #[test]
@@ -548,12 +471,7 @@ mod tests {
         }
         for i in 0..n {
             assert!((0.0..=1.0).contains(&batched[i]));
-            assert!(
-                (batched[i] - single[i]).abs() <= 1e-6,
-                "row {i}: {} vs {}",
-                batched[i],
-                single[i]
-            );
+            assert!((batched[i] - single[i]).abs() <= 1e-6, "row {i}: {} vs {}", batched[i], single[i]);
             assert!((batched[i] - mixed[i]).abs() <= 1e-6, "row {i}");
         }
         Ok(())
@@ -573,10 +491,7 @@ mod tests {
     fn ragged_batch_is_an_error() {
         let model = random_model(3, &[4], 3);
         let mut out = Vec::new();
-        assert!(matches!(
-            model.score_batch(&[1.0; 4], &mut out),
-            Err(ModelError::BatchShape { len: 4, inputs: 3 })
-        ));
+        assert!(matches!(model.score_batch(&[1.0; 4], &mut out), Err(ModelError::BatchShape { len: 4, inputs: 3 })));
         assert!(out.is_empty());
     }
 
@@ -587,9 +502,7 @@ mod tests {
         model.save(&path)?;
         let loaded = Model::load(&path)?;
         assert_eq!(loaded.metadata(), model.metadata());
-        assert!(
-            loaded.metadata().version.starts_with("mlp-") && loaded.metadata().version.len() == 12
-        );
+        assert!(loaded.metadata().version.starts_with("mlp-") && loaded.metadata().version.len() == 12);
         let rows = random_rows(300, 25, 9);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         model.score_batch(&rows, &mut a)?;
@@ -613,44 +526,22 @@ mod tests {
             path: pa.clone(),
             source,
         })?;
-        let err = Model::load(&pa)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = Model::load(&pa).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("does not match the weights"), "{err}");
-        assert!(
-            err.contains(&metadata_path(&pa).display().to_string()),
-            "{err}"
-        );
+        assert!(err.contains(&metadata_path(&pa).display().to_string()), "{err}");
 
         let missing = temp_path("missing");
-        let err = Model::load(&missing)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.contains("cannot read model metadata") && err.contains(".json"),
-            "{err}"
-        );
+        let err = Model::load(&missing).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("cannot read model metadata") && err.contains(".json"), "{err}");
 
         // Metadata declaring other layer sizes.
         let text = std::fs::read_to_string(metadata_path(&pb)).unwrap_or_default();
         std::fs::write(
             metadata_path(&pb),
-            text.replace(
-                "\"layers\": [\n    4,\n    8,",
-                "\"layers\": [\n    4,\n    9,",
-            ),
+            text.replace("\"layers\": [\n    4,\n    8,", "\"layers\": [\n    4,\n    9,"),
         )
-        .map_err(|source| ModelError::Io {
-            action: "write",
-            path: pb.clone(),
-            source,
-        })?;
-        let err = Model::load(&pb)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        .map_err(|source| ModelError::Io { action: "write", path: pb.clone(), source })?;
+        let err = Model::load(&pb).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("layers.0.weight"), "{err}");
         for p in [&pa, &pb] {
             let _ = std::fs::remove_file(p);

@@ -71,8 +71,9 @@ pub fn block_source<'s, R: BlockReader>(
                 if mine && cfg.probe.less_than(&backlog_limit) {
                     break;
                 }
-                let mut batches: Vec<EventBatch> =
-                    (0..peers).map(|dest| EventBatch { dest: dest as u32, ingest_ns: now_ns(), ..EventBatch::default() }).collect();
+                let mut batches: Vec<EventBatch> = (0..peers)
+                    .map(|dest| EventBatch { dest: dest as u32, ingest_ns: now_ns(), ..EventBatch::default() })
+                    .collect();
                 let read = reader.next_block(cfg.block_len, mine, &mut |bytes, position| {
                     let origin = Origin { partition: cfg.partition, position };
                     parser.parse_into(bytes, origin, &mut batches, index);

@@ -17,10 +17,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::exact_sum::DoubleDouble;
-use crate::features::{
-    assemble, hours_adjacent, EventView, PriorView, WindowFeatures, RETENTION_MS,
-    WEEK, WINDOWS_MS,
-};
+use crate::features::{assemble, hours_adjacent, EventView, PriorView, WindowFeatures, RETENTION_MS, WEEK, WINDOWS_MS};
 use crate::time::HOUR_MS;
 
 /// Per-job rules of the state (SPEC §1/§2 defaults: lateness 5 min, dedup horizon 24 h).
@@ -171,25 +168,33 @@ impl UserState {
 
     fn is_duplicate(&self, obs: &Observation, rules: &StateRules) -> bool {
         let (lo, hi) = (obs.timestamp_ms - rules.dedup_horizon_ms, obs.timestamp_ms + rules.dedup_horizon_ms);
-        let from = self.events.partition_point(|e| self.ts(e) < lo);
-        let in_buffer = self
-            .events
-            .range(from..)
-            .take_while(|e| self.ts(e) <= hi)
-            .any(|e| e.id_hash == obs.id_hash);
-        in_buffer || self.late_ids.iter().any(|&(h, ts)| h == obs.id_hash && (lo..=hi).contains(&ts))
+        let same_id = |e: &Retained| e.id_hash == obs.id_hash;
+        let in_buffer = if obs.timestamp_ms >= self.newest_ms {
+            // In order: candidates are the newest events, a short walk back from the end.
+            self.events.iter().rev().take_while(|e| self.ts(e) >= lo).any(same_id)
+        } else {
+            let from = self.events.partition_point(|e| self.ts(e) < lo);
+            self.events.range(from..).take_while(|e| self.ts(e) <= hi).any(same_id)
+        };
+        // Late copies are remembered while their timestamp is ≥ newest − 30 d (SPEC §1), like
+        // accepted ones; the explicit bound keeps that independent of when trimming happens.
+        let remembered_from = lo.max(self.newest_ms - RETENTION_MS);
+        in_buffer || self.late_ids.iter().any(|&(h, ts)| h == obs.id_hash && (remembered_from..=hi).contains(&ts))
     }
 
     /// Fast path: moves every window to end at `t`, reads the prior, appends the event.
     fn accept_in_order(&mut self, obs: &Observation) -> WindowFeatures {
         let t = obs.timestamp_ms;
         self.evict_before(t - RETENTION_MS);
-        for w in 0..WINDOWS_MS.len() {
-            self.advance_window(w, t - WINDOWS_MS[w]);
+        for (w, length) in WINDOWS_MS.iter().enumerate() {
+            self.advance_window(w, t - length);
         }
         let features = assemble(&self.incremental_prior(obs.hour), &view(obs));
         self.newest_ms = t;
         self.push(obs);
+        if !self.late_ids.is_empty() {
+            self.trim_late_ids();
+        }
         features
     }
 
@@ -200,10 +205,7 @@ impl UserState {
             newest_30d: self.events.back().map(|e| self.ts(e)),
             max_location_30d: self.max_locations.front().map(|&i| self.at(i).location),
             active_hours_7d: u64::from(self.active_hours_7d),
-            near_hour_30d: [23, 0, 1]
-                .iter()
-                .map(|d| u64::from(self.hour_counts[usize::from((hour + d) % 24)]))
-                .sum(),
+            near_hour_30d: [23, 0, 1].iter().map(|d| u64::from(self.hour_counts[usize::from((hour + d) % 24)])).sum(),
             ..PriorView::default()
         };
         for (agg, out) in self.windows.iter().zip(prior.windows.iter_mut()) {
@@ -377,8 +379,8 @@ impl UserState {
                 self.max_locations.push_back(index);
             }
         }
-        for w in 0..WINDOWS_MS.len() {
-            let cutoff = self.newest_ms - WINDOWS_MS[w];
+        for (w, length) in WINDOWS_MS.iter().enumerate() {
+            let cutoff = self.newest_ms - length;
             let start = self.first_index + self.events.partition_point(|e| self.ts(e) < cutoff) as u64;
             let mut agg = WindowAgg { start, ..WindowAgg::default() };
             for index in start..end {
@@ -407,11 +409,7 @@ fn clock_hour(ts: i64) -> i64 {
 }
 
 fn view(obs: &Observation) -> EventView {
-    EventView {
-        timestamp_ms: obs.timestamp_ms,
-        amount: obs.amount,
-        location_distance: obs.location_distance,
-    }
+    EventView { timestamp_ms: obs.timestamp_ms, amount: obs.amount, location_distance: obs.location_distance }
 }
 
 fn retained(obs: &Observation, base_ms: i64) -> Retained {

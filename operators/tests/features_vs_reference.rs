@@ -42,8 +42,7 @@ struct Ev {
 impl Ev {
     /// hour(x) of SPEC §2: `hour_of_day` if present, else the UTC hour of the timestamp.
     fn hour(&self) -> u8 {
-        self.hour_of_day
-            .unwrap_or_else(|| (self.ts.rem_euclid(DAY) / HOUR) as u8)
+        self.hour_of_day.unwrap_or_else(|| (self.ts.rem_euclid(DAY) / HOUR) as u8)
     }
 }
 
@@ -93,11 +92,7 @@ fn reference_features(h: &[Ev], e: &Ev) -> [f64; 20] {
     let mut out = [f64::NAN; 20];
     for (w, &len) in WINDOWS.iter().enumerate() {
         // H_W(e) ∪ {e}
-        let mut xs: Vec<f64> = h
-            .iter()
-            .filter(|x| x.ts >= t - len && x.ts <= t)
-            .map(|x| x.amount)
-            .collect();
+        let mut xs: Vec<f64> = h.iter().filter(|x| x.ts >= t - len && x.ts <= t).map(|x| x.amount).collect();
         xs.push(e.amount);
         let cnt = xs.len() as f64;
         let sum: f64 = xs.iter().sum();
@@ -108,14 +103,8 @@ fn reference_features(h: &[Ev], e: &Ev) -> [f64; 20] {
         out[w * 5 + 3] = sum / cnt;
         out[w * 5 + 4] = if xs.len() == 1 { 0.0 } else { two_pass_std(&xs) };
     }
-    let h30: Vec<&Ev> = h
-        .iter()
-        .filter(|x| x.ts >= t - THIRTY_DAYS && x.ts <= t)
-        .collect();
-    let h7: Vec<&Ev> = h
-        .iter()
-        .filter(|x| x.ts >= t - 7 * DAY && x.ts <= t)
-        .collect();
+    let h30: Vec<&Ev> = h.iter().filter(|x| x.ts >= t - THIRTY_DAYS && x.ts <= t).collect();
+    let h7: Vec<&Ev> = h.iter().filter(|x| x.ts >= t - 7 * DAY && x.ts <= t).collect();
     // secs_since_prev
     out[15] = match h30.iter().map(|x| x.ts).max() {
         Some(newest) => (t - newest) as f64 / 1000.0,
@@ -152,11 +141,7 @@ fn reference_features(h: &[Ev], e: &Ev) -> [f64; 20] {
     // time_unusual
     let n = h30.len();
     let k = h30.iter().filter(|x| near_hour(x.hour(), e.hour())).count();
-    out[18] = if n >= 20 && (k as f64) < 0.02 * n as f64 {
-        1.0
-    } else {
-        0.0
-    };
+    out[18] = if n >= 20 && (k as f64) < 0.02 * n as f64 { 1.0 } else { 0.0 };
     // velocity_score
     let cnt_1h = out[0];
     out[19] = if h7.is_empty() {
@@ -175,9 +160,10 @@ impl RefUser {
     /// SPEC §1 dedup, §2 lateness, scoring and eviction for one arriving event.
     fn observe(&mut self, e: &Ev) -> (Kind, Option<[f64; 20]>) {
         if let Some(newest) = self.newest {
-            let duplicate = self.scored.iter().any(|(id, ts)| {
-                *id == e.id && *ts >= newest - THIRTY_DAYS && (e.ts - ts).abs() <= DEDUP
-            });
+            let duplicate = self
+                .scored
+                .iter()
+                .any(|(id, ts)| *id == e.id && *ts >= newest - THIRTY_DAYS && (e.ts - ts).abs() <= DEDUP);
             if duplicate {
                 return (Kind::Duplicate, None);
             }
@@ -325,13 +311,7 @@ fn user_stream(rng: &mut Rng, user: usize, size: usize, start: i64) -> Vec<Ev> {
         } else {
             None
         };
-        events.push(Ev {
-            id,
-            ts,
-            amount,
-            location,
-            hour_of_day,
-        });
+        events.push(Ev { id, ts, amount, location, hour_of_day });
     }
     events
 }
@@ -354,11 +334,8 @@ fn stream(seed: u64, min_events: usize) -> Vec<(usize, Ev)> {
         per_user.push(user_stream(&mut rng, user, size, start));
         total += size;
     }
-    let mut tokens: Vec<usize> = per_user
-        .iter()
-        .enumerate()
-        .flat_map(|(u, evs)| std::iter::repeat_n(u, evs.len()))
-        .collect();
+    let mut tokens: Vec<usize> =
+        per_user.iter().enumerate().flat_map(|(u, evs)| std::iter::repeat_n(u, evs.len())).collect();
     for i in (1..tokens.len()).rev() {
         let j = (rng.next() % (i as u64 + 1)) as usize;
         tokens.swap(i, j);
@@ -477,9 +454,7 @@ fn run(stream: &[(usize, Ev)]) -> Result<Coverage, String> {
             )
         };
         if kind != actual_kind {
-            return Err(describe(format!(
-                "outcome {actual_kind:?}, SPEC says {kind:?}"
-            )));
+            return Err(describe(format!("outcome {actual_kind:?}, SPEC says {kind:?}")));
         }
         if let (Some(a), Some(x)) = (actual, expected) {
             for i in 0..20 {

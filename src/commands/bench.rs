@@ -14,8 +14,8 @@ use std::time::Instant;
 use dataflows::input::{JobInput, Tuning};
 use dataflows::scoring::{self, load_model, Output, ScoringJob};
 use operators::batch::{EventBatch, Origin, ScoredBatch};
-use operators::decide::DecisionPolicy;
 use operators::dead_letter::SourceName;
+use operators::decide::DecisionPolicy;
 use operators::event::EventParser;
 use operators::file_sink::new_latency_histogram;
 use operators::file_source::SharedFile;
@@ -79,7 +79,14 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if cfg.events == 0 {
         return Err(UsageError("--events: bench needs a finite workload".into()).into());
     }
-    let workload = format!("{} events, {} users, {} days, fraud rate {}, seed {}", cfg.events, cfg.users, cfg.span_ms / 86_400_000, cfg.fraud_rate, cfg.seed);
+    let workload = format!(
+        "{} events, {} users, {} days, fraud rate {}, seed {}",
+        cfg.events,
+        cfg.users,
+        cfg.span_ms / 86_400_000,
+        cfg.fraud_rate,
+        cfg.seed
+    );
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
     tracing::info!(%workload, "generating workload");
@@ -103,7 +110,8 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut state = KeyedState::new(WindowConfig { extra_count: layout.extras().len(), ..WindowConfig::default() });
-    let mut scored: Vec<ScoredBatch> = parsed.iter_mut().map(|b| state.process_epoch(std::slice::from_mut(b))).collect();
+    let mut scored: Vec<ScoredBatch> =
+        parsed.iter_mut().map(|b| state.process_epoch(std::slice::from_mut(b))).collect();
     stages.push(StageResult::new("window+enrich", events, started.elapsed().as_secs_f64()));
     let memory = state.report();
     drop(parsed);
@@ -179,7 +187,10 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
 
 fn print_table(report: &BenchReport) {
     println!("workload: {}", report.workload);
-    println!("{:<32} {:>10} {:>9} {:>13} {:>9} {:>9} {:>9}", "stage", "events", "seconds", "events/s", "p50 ms", "p95 ms", "p99 ms");
+    println!(
+        "{:<32} {:>10} {:>9} {:>13} {:>9} {:>9} {:>9}",
+        "stage", "events", "seconds", "events/s", "p50 ms", "p95 ms", "p99 ms"
+    );
     let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
     for s in &report.stages {
         println!(

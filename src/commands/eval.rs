@@ -3,8 +3,8 @@
 
 use dataflows::feature_extraction::extract;
 use dataflows::scoring::load_model;
+use operators::evaluation::{evaluate, Evaluation};
 use operators::infer::score;
-use operators::metrics::{evaluate, Evaluation};
 
 use crate::cli::EvalArgs;
 use crate::commands::features::input_file;
@@ -17,8 +17,8 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
     let threshold = args.threshold.unwrap_or(model.metadata().threshold);
-    let mut extracted =
-        extract(input, layout.extras().clone(), Default::default(), worker_count(args.workers)?).map_err(anyhow::Error::msg)?;
+    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.workers)?)
+        .map_err(anyhow::Error::msg)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);
         score(&model, batch)?;

@@ -79,8 +79,8 @@ pub fn timely_config(args: &ClusterArgs) -> Result<timely::Config, UsageError> {
     }
     let addresses = match &args.hostfile {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| UsageError(format!("--hostfile {}: {e}", path.display())))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| UsageError(format!("--hostfile {}: {e}", path.display())))?;
             let hosts: Vec<String> =
                 text.lines().map(str::trim).filter(|l| !l.is_empty()).take(processes).map(String::from).collect();
             if hosts.len() < processes {

@@ -63,8 +63,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     }
     let timely = timely_config(&args.cluster)?;
     let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
-    let files = Arc::new(OutputFiles::create(&out_dir).with_context(|| format!("creating outputs in {}", out_dir.display()))?);
-    let tuning = Tuning { block_len: args.block_len.unwrap_or(Tuning::default().block_len).max(1), ..Tuning::default() };
+    let files =
+        Arc::new(OutputFiles::create(&out_dir).with_context(|| format!("creating outputs in {}", out_dir.display()))?);
+    let tuning =
+        Tuning { block_len: args.block_len.unwrap_or(Tuning::default().block_len).max(1), ..Tuning::default() };
     let job = ScoringJob {
         input,
         model_path: args.model.clone().unwrap_or_else(default_model_path),

@@ -76,11 +76,7 @@ fn rank_key(s: f32) -> f32 {
 
 /// Groups of equal scores, highest score first.
 fn tie_groups(scores: &[f32], labels: &[u8]) -> Vec<Group> {
-    let mut order: Vec<(f32, bool)> = scores
-        .iter()
-        .zip(labels)
-        .map(|(&s, &l)| (rank_key(s), l != 0))
-        .collect();
+    let mut order: Vec<(f32, bool)> = scores.iter().zip(labels).map(|(&s, &l)| (rank_key(s), l != 0)).collect();
     order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let mut groups: Vec<Group> = Vec::new();
     let mut last: Option<f32> = None;
@@ -138,11 +134,7 @@ fn recall_at_fpr(groups: &[Group], positives: u64, negatives: u64, max_fpr: f64)
     for g in groups {
         tp += g.tp;
         fp += g.fp;
-        let fpr = if negatives == 0 {
-            0.0
-        } else {
-            fp as f64 / negatives as f64
-        };
+        let fpr = if negatives == 0 { 0.0 } else { fp as f64 / negatives as f64 };
         if fpr > max_fpr {
             break;
         }
@@ -151,12 +143,7 @@ fn recall_at_fpr(groups: &[Group], positives: u64, negatives: u64, max_fpr: f64)
     best as f64 / positives as f64
 }
 
-fn threshold_metrics(
-    scores: &[f32],
-    labels: &[u8],
-    threshold: f64,
-    positives: u64,
-) -> (f64, f64, f64) {
+fn threshold_metrics(scores: &[f32], labels: &[u8], threshold: f64, positives: u64) -> (f64, f64, f64) {
     let (mut tp, mut predicted) = (0u64, 0u64);
     for (&s, &l) in scores.iter().zip(labels) {
         // NaN > t is false: an unscorable event is never predicted positive.
@@ -165,21 +152,9 @@ fn threshold_metrics(
             tp += u64::from(l != 0);
         }
     }
-    let precision = if predicted == 0 {
-        0.0
-    } else {
-        tp as f64 / predicted as f64
-    };
-    let recall = if positives == 0 {
-        f64::NAN
-    } else {
-        tp as f64 / positives as f64
-    };
-    let f1 = if precision + recall > 0.0 {
-        2.0 * precision * recall / (precision + recall)
-    } else {
-        0.0
-    };
+    let precision = if predicted == 0 { 0.0 } else { tp as f64 / predicted as f64 };
+    let recall = if positives == 0 { f64::NAN } else { tp as f64 / positives as f64 };
+    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
     (precision, recall, f1)
 }
 
@@ -208,10 +183,7 @@ mod tests {
     fn perfect_ranking() {
         let e = evaluate(&[0.9, 0.8, 0.2, 0.1, 0.05], &[1, 1, 0, 0, 0], 0.5);
         assert!(close(e.roc_auc, 1.0) && close(e.pr_auc, 1.0), "{e:?}");
-        assert!(
-            close(e.recall_at_1pct_fpr, 1.0) && close(e.f1, 1.0),
-            "{e:?}"
-        );
+        assert!(close(e.recall_at_1pct_fpr, 1.0) && close(e.f1, 1.0), "{e:?}");
     }
 
     #[test]

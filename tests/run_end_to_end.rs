@@ -1,0 +1,270 @@
+//! End-to-end behaviour of `vigil run` on files: conservation with every kind of bad input,
+//! identical results for 1 and 2 workers, decision-record schema, exit codes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use operators::generator::{Generator, GeneratorConfig};
+use serde_json::Value;
+
+fn vigil() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("RUST_LOG", "warn");
+    cmd
+}
+
+fn generate(events: u64, users: u32, seed: u64) -> Vec<Vec<u8>> {
+    let cfg = GeneratorConfig { events, users, seed, ..GeneratorConfig::default() };
+    let mut generator = Generator::new(cfg);
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    while generator.next_line(&mut line) {
+        line.pop();
+        lines.push(std::mem::take(&mut line));
+    }
+    lines
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {e}: {l}"))).collect()
+}
+
+fn run_file(input: &Path, out: &Path, extra: &[&str]) {
+    let status = vigil()
+        .args(["run", "--source", &format!("file:{}", input.display()), "--out-dir", out.to_str().unwrap()])
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(status.success(), "vigil run failed: {status}");
+}
+
+/// Every malformed kind of SPEC §1, each with the words its dead letter must contain.
+fn bad_lines() -> Vec<(Vec<u8>, &'static str)> {
+    let ok = r#""eventId":"bad-N","userId":"user_1","timestamp":"2026-01-02T00:00:00Z""#;
+    vec![
+        (b"this is not json".to_vec(), "expected"),
+        (b"".to_vec(), "empty"),
+        (br#"{"eventId":"x","userId":"u"#.to_vec(), "EOF"),
+        (br#"{"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing eventId"),
+        (br#"{"eventId":"e","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing userId"),
+        (br#"{"eventId":"e","userId":"u","features":{"amount":1}}"#.to_vec(), "missing timestamp"),
+        (format!(r#"{{{ok},"features":{{"hour_of_day":3}}}}"#).into_bytes(), "missing features.amount"),
+        (format!(r#"{{{ok},"features":{{"amount":"12.5"}}}}"#).into_bytes(), "features.amount"),
+        (br#"{"eventId":7,"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "eventId"),
+        (format!(r#"{{{ok},"features":{{"amount":NaN}}}}"#).into_bytes(), "expected"),
+        (format!(r#"{{{ok},"features":{{"amount":1e400}}}}"#).into_bytes(), "out of range"),
+        (br#"{"eventId":"e","userId":"u","timestamp":"soon","features":{"amount":1}}"#.to_vec(), "timestamp"),
+        (
+            b"{\"eventId\":\"\xff\xfe\",\"userId\":\"u\",\"timestamp\":1,\"features\":{\"amount\":1}}".to_vec(),
+            "invalid unicode",
+        ),
+        ([b"{\"eventId\":\"e\",\"pad\":\"".to_vec(), vec![b'x'; (1 << 20) + 10], b"\"}".to_vec()].concat(), "1 MiB"),
+    ]
+}
+
+#[test]
+fn conservation_with_every_kind_of_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let good = generate(20_000, 400, 11);
+    let bad = bad_lines();
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut expected_dead: BTreeMap<usize, &str> = BTreeMap::new();
+    let mut valid_ids = BTreeSet::new();
+    for (i, line) in good.iter().enumerate() {
+        lines.push(line.clone());
+        let v: Value = serde_json::from_slice(line).unwrap();
+        valid_ids.insert(v["eventId"].as_str().unwrap().to_owned());
+        if i % 12 == 5 {
+            let (bad_line, reason) = &bad[(i / 12) % bad.len()];
+            lines.push(bad_line.clone());
+            expected_dead.insert(lines.len(), reason);
+        }
+        if i % 97 == 3 {
+            lines.push(line.clone());
+            expected_dead.insert(lines.len(), "duplicate");
+        }
+    }
+    let bad_share = expected_dead.len() as f64 / lines.len() as f64;
+    assert!(bad_share >= 0.05, "only {bad_share} bad lines");
+    std::fs::write(&input, lines.join(&b'\n')).unwrap();
+    let out = dir.path().join("out");
+    run_file(&input, &out, &["--workers", "2"]);
+
+    let decisions = read_jsonl(&out.join("decisions.jsonl"));
+    let dead = read_jsonl(&out.join("dead-letters.jsonl"));
+    let alerts = read_jsonl(&out.join("alerts.jsonl"));
+    assert_eq!(decisions.len() + dead.len(), lines.len(), "events in != decisions + dead letters");
+    let decided: BTreeSet<String> = decisions.iter().map(|d| d["eventId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(decided.len(), decisions.len(), "an eventId was decided twice");
+    assert_eq!(decided, valid_ids);
+    let prefix = format!("{}:", input.display());
+    let got_dead: BTreeMap<usize, String> = dead
+        .iter()
+        .map(|d| {
+            let line = d["source"].as_str().unwrap().strip_prefix(&prefix).unwrap().parse().unwrap();
+            (line, d["error"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(got_dead.keys().collect::<Vec<_>>(), expected_dead.keys().collect::<Vec<_>>());
+    for (line, reason) in &expected_dead {
+        assert!(got_dead[line].contains(reason), "line {line}: `{}` lacks `{reason}`", got_dead[line]);
+    }
+    for d in &dead {
+        assert!(d["raw"].as_str().unwrap().len() <= 65_536 + 3 * 65_536);
+    }
+    let blocked: Vec<&Value> = decisions.iter().filter(|d| d["decision"] == "block").collect();
+    assert_eq!(alerts.len(), blocked.len());
+    assert!(alerts.iter().all(|a| a["decision"] == "block"));
+    for d in &decisions {
+        let score = d["anomaly_score"].as_f64().unwrap();
+        let confidence = d["confidence"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score) && (0.0..=1.0).contains(&confidence));
+        assert_eq!(d["is_anomaly"].as_bool().unwrap(), d["decision"] == "block");
+        assert_eq!(d["decision"] == "block", score > 0.8);
+        assert!(d["reasons"].is_array() && d["model_version"].as_str().unwrap().starts_with("mlp-"));
+        assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(d["latency_ms"].as_f64().unwrap() >= 0.0 && d["inference_time_ms"].as_f64().unwrap() >= 0.0);
+    }
+}
+
+fn decisions_by_id(out: &Path) -> BTreeMap<String, (String, f64)> {
+    read_jsonl(&out.join("decisions.jsonl"))
+        .into_iter()
+        .map(|d| {
+            let id = d["eventId"].as_str().unwrap().to_owned();
+            (id, (d["decision"].as_str().unwrap().to_owned(), d["anomaly_score"].as_f64().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn two_workers_decide_exactly_like_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: PathBuf = dir.path().join("events.jsonl");
+    std::fs::write(&input, generate(60_000, 2_000, 4).join(&b'\n')).unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    run_file(&input, &one, &["--workers", "1", "--block-len", "1000"]);
+    run_file(&input, &two, &["--workers", "2", "--block-len", "333"]);
+    let (a, b) = (decisions_by_id(&one), decisions_by_id(&two));
+    assert_eq!(a.len(), 60_000);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let late = read_jsonl(&one.join("decisions.jsonl"))
+        .iter()
+        .filter(|d| d["reasons"].to_string().contains("late event"))
+        .count();
+    assert!(late > 0, "the input should exercise late events");
+    for (id, (decision, score)) in &a {
+        let (d2, s2) = &b[id];
+        assert_eq!(decision, d2, "{id}");
+        assert!((score - s2).abs() <= 1e-6, "{id}: {score} vs {s2}");
+    }
+}
+
+#[test]
+fn emit_features_match_the_features_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, generate(5_000, 100, 8).join(&b'\n')).unwrap();
+    let out = dir.path().join("out");
+    run_file(&input, &out, &["--emit-features"]);
+    let csv = dir.path().join("features.csv");
+    let status = vigil()
+        .args(["features", "--input", input.to_str().unwrap(), "--out", csv.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut rows = text.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 21);
+    let by_id: BTreeMap<String, Value> = read_jsonl(&out.join("decisions.jsonl"))
+        .into_iter()
+        .map(|d| (d["eventId"].as_str().unwrap().to_owned(), d))
+        .collect();
+    let mut compared = 0;
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        let features = &by_id[cells[0]]["features"];
+        for (name, cell) in header.iter().zip(&cells).skip(1) {
+            let emitted = &features[*name];
+            match cell.parse::<f64>() {
+                Ok(v) => {
+                    let e = emitted.as_f64().unwrap();
+                    assert!((e - v).abs() <= 1e-6 * v.abs().max(1.0), "{name}: {e} vs {v}");
+                }
+                Err(_) => assert!(emitted.is_null(), "{name} should be missing"),
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 5_000 * 20);
+}
+
+#[test]
+fn exit_codes_and_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = |args: &[&str]| vigil().args(args).output().unwrap().status.code();
+    assert_eq!(code(&["run", "--source", "nowhere"]), Some(2));
+    assert_eq!(code(&["run", "--source", "file:/does/not/exist"]), Some(2));
+    assert_eq!(code(&["run", "--workers", "0"]), Some(2));
+    assert_eq!(code(&["run", "--lateness", "soon"]), Some(2));
+    assert_eq!(code(&["run", "--processes", "2", "--process", "2"]), Some(2));
+    assert_eq!(code(&["frobnicate"]), Some(2));
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "[run]\nno_such_flag = 1\n").unwrap();
+    let output = vigil().args(["--config", config.to_str().unwrap(), "run"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-flag"));
+    std::fs::write(&config, "[run]\nworkers = \"many\"\n").unwrap();
+    let output = vigil().args(["--config", config.to_str().unwrap(), "run"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--workers"));
+    let model_dir = dir.path().join("model");
+    std::fs::create_dir(&model_dir).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    std::fs::copy(shipped.with_extension("safetensors"), model_dir.join("m.safetensors")).unwrap();
+    let meta = std::fs::read_to_string(shipped.with_extension("json")).unwrap().replace("\"cnt_1h\"", "\"cnt_2h\"");
+    std::fs::write(model_dir.join("m.json"), meta).unwrap();
+    let output = vigil()
+        .args(["run", "--events", "10", "--model", model_dir.join("m.safetensors").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cnt_2h"));
+}
+
+#[test]
+fn config_file_supplies_flags_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!("[run]\nevents = 5000\nusers = 50\nout_dir = \"{}\"\nthreshold = 0.0\n", out.display()),
+    )
+    .unwrap();
+    let status = vigil().args(["--config", config.to_str().unwrap(), "run", "--threshold", "1.0"]).status().unwrap();
+    assert!(status.success());
+    let decisions = read_jsonl(&out.join("decisions.jsonl"));
+    assert_eq!(decisions.len(), 5000);
+    assert!(decisions.iter().all(|d| d["decision"] == "approve"), "--threshold 1.0 must override the file's 0.0");
+}
+
+#[test]
+fn shipped_model_catches_fraud_on_unseen_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("seed2.jsonl");
+    let status =
+        vigil().args(["gen", "--seed", "2", "--events", "1000000", "--out", input.to_str().unwrap()]).status().unwrap();
+    assert!(status.success());
+    let output =
+        vigil().args(["eval", "--input", input.to_str().unwrap(), "--json", "--workers", "2"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let eval: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(eval["positives"].as_u64().unwrap() > 5_000);
+    let pr_auc = eval["pr_auc"].as_f64().unwrap();
+    assert!(pr_auc >= 0.90, "PR-AUC {pr_auc} on seed 2");
+}

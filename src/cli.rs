@@ -70,6 +70,17 @@ pub struct ClusterArgs {
     pub hostfile: Option<PathBuf>,
 }
 
+/// An input file of events and the workers that read it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Events as JSON lines (labelled, for train and eval).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Worker threads of the feature dataflow.
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     /// `generator` (default) or `file:PATH`.
@@ -113,15 +124,11 @@ pub struct GenArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainArgs {
-    /// Labelled events (JSON lines).
-    #[arg(long)]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: InputArgs,
     /// Where to write NAME.safetensors (and NAME.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Worker threads of the feature dataflow.
-    #[arg(long)]
-    pub workers: Option<usize>,
     /// Most training epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -135,18 +142,14 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct EvalArgs {
-    /// Labelled events (JSON lines).
-    #[arg(long)]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: InputArgs,
     /// Model weights (default: the shipped model).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Threshold for precision/recall (default: the model's).
     #[arg(long)]
     pub threshold: Option<f64>,
-    /// Worker threads.
-    #[arg(long)]
-    pub workers: Option<usize>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -154,15 +157,11 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct FeaturesArgs {
-    /// Events (JSON lines).
-    #[arg(long)]
-    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: InputArgs,
     /// CSV output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Worker threads.
-    #[arg(long)]
-    pub workers: Option<usize>,
     /// Allowed lateness, e.g. 5m.
     #[arg(long)]
     pub lateness: Option<String>,

@@ -12,6 +12,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
+/// Batches are allocated and freed at a high rate on every worker; mimalloc reuses that memory
+/// per thread instead of returning it to the OS and faulting it back in.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // candle must not spawn its own thread pool: every timely worker already owns a core, and
     // extra compute threads halved throughput on this class of machine (DESIGN.md).

@@ -58,7 +58,7 @@ fn bad_lines() -> Vec<(Vec<u8>, &'static str)> {
         (br#"{"eventId":"e","userId":"u","timestamp":"soon","features":{"amount":1}}"#.to_vec(), "timestamp"),
         (
             b"{\"eventId\":\"\xff\xfe\",\"userId\":\"u\",\"timestamp\":1,\"features\":{\"amount\":1}}".to_vec(),
-            "invalid unicode",
+            "not valid UTF-8",
         ),
         ([b"{\"eventId\":\"e\",\"pad\":\"".to_vec(), vec![b'x'; (1 << 20) + 10], b"\"}".to_vec()].concat(), "1 MiB"),
     ]

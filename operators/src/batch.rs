@@ -18,21 +18,16 @@ pub struct TextRef {
 }
 
 impl TextRef {
-    /// Appends `bytes` to `arena` and returns where they are.
-    pub fn push(arena: &mut Vec<u8>, bytes: &[u8]) -> TextRef {
+    /// Appends `text` to `arena` and returns where it is.
+    pub fn push(arena: &mut String, text: &str) -> TextRef {
         let start = arena.len() as u32;
-        arena.extend_from_slice(bytes);
-        TextRef { start, len: bytes.len() as u32 }
+        arena.push_str(text);
+        TextRef { start, len: text.len() as u32 }
     }
 
-    /// The bytes in `arena`.
-    pub fn bytes(self, arena: &[u8]) -> &[u8] {
+    /// The text in `arena`.
+    pub fn str(self, arena: &str) -> &str {
         &arena[self.start as usize..(self.start + self.len) as usize]
-    }
-
-    /// The text in `arena` (arena strings are copied from valid UTF-8 only).
-    pub fn str(self, arena: &[u8]) -> &str {
-        std::str::from_utf8(self.bytes(arena)).unwrap_or("")
     }
 }
 
@@ -89,7 +84,7 @@ pub struct EventBatch {
     pub dest: u32,
     /// Nanoseconds since the job's clock origin when the source read the batch.
     pub ingest_ns: u64,
-    pub text: Vec<u8>,
+    pub text: String,
     pub events: Vec<ParsedEvent>,
     /// Extra features, `extra_count` per event, in event order.
     pub extras: Vec<f64>,
@@ -114,7 +109,7 @@ pub struct ScoredRow {
 /// enrich (model inputs), infer (scores) and decide.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScoredBatch {
-    pub text: Vec<u8>,
+    pub text: String,
     pub rows: Vec<ScoredRow>,
     pub windows: Vec<WindowFeatures>,
     /// Extra features, `extra_count` per row.

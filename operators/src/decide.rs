@@ -4,9 +4,7 @@
 //! `confidence` is the score's distance from the threshold, scaled to [0, 1] on the side of the
 //! decision: 0 at the threshold, 1 at a score of 0 (approve) or 1 (block).
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::batch::{OutputChunk, ScoredBatch};
@@ -112,16 +110,7 @@ pub trait DecideExt<'s> {
 
 impl<'s> DecideExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
     fn decide(self, policy: DecisionPolicy) -> Stream<'s, u64, Vec<OutputChunk>> {
-        self.unary::<CapacityContainerBuilder<Vec<OutputChunk>>, _, _, _>(Pipeline, "Decide", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for batch in data.flat_map(|d| d.drain(..)) {
-                        session.give(policy.render(&batch));
-                    }
-                });
-            }
-        })
+        self.map(move |batch| policy.render(&batch))
     }
 }
 
@@ -134,8 +123,8 @@ mod tests {
     fn renders_spec_records_and_alerts() {
         let mut batch = ScoredBatch::default();
         for (id, score) in [("e1", 0.93f32), ("e2", 0.1)] {
-            let event_id = TextRef::push(&mut batch.text, id.as_bytes());
-            let user_id = TextRef::push(&mut batch.text, b"u\"1");
+            let event_id = TextRef::push(&mut batch.text, id);
+            let user_id = TextRef::push(&mut batch.text, "u\"1");
             batch.rows.push(ScoredRow {
                 origin: Origin::default(),
                 event_id,

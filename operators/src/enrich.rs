@@ -4,9 +4,7 @@
 //! The layout is resolved once from the names, so the per-event work is a gather of
 //! precomputed column indices.
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::batch::ScoredBatch;
@@ -96,19 +94,7 @@ pub trait EnrichExt<'s> {
 
 impl<'s> EnrichExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
     fn enrich(self, layout: InputLayout) -> Stream<'s, u64, Vec<ScoredBatch>> {
-        self.unary::<CapacityContainerBuilder<Vec<ScoredBatch>>, _, _, _>(Pipeline, "Enrich", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for container in data {
-                        for batch in container.iter_mut() {
-                            layout.fill(batch);
-                        }
-                        session.give_container(container);
-                    }
-                });
-            }
-        })
+        self.map_in_place(move |batch| layout.fill(batch))
     }
 }
 

@@ -266,14 +266,15 @@ impl EventParser {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Err("empty record".to_owned());
         }
+        let text = std::str::from_utf8(raw).map_err(|e| format!("not valid UTF-8: {e}"))?;
         self.scratch.fill(f64::NAN);
-        let fields = parse_fields(raw, &self.extras, &mut self.scratch)?;
-        validate(fields, raw, origin, &self.scratch, batches)
+        let fields = parse_fields(text, &self.extras, &mut self.scratch)?;
+        validate(fields, text, origin, &self.scratch, batches)
     }
 }
 
-fn parse_fields<'de>(raw: &'de [u8], extras: &ExtraFeatures, extra_out: &mut [f64]) -> Result<Fields<'de>, String> {
-    let mut de = serde_json::Deserializer::from_slice(raw);
+fn parse_fields<'de>(raw: &'de str, extras: &ExtraFeatures, extra_out: &mut [f64]) -> Result<Fields<'de>, String> {
+    let mut de = serde_json::Deserializer::from_str(raw);
     let fields = RecordSeed { extras, extra_out }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(fields)
@@ -289,7 +290,7 @@ fn non_empty<'de>(field: &str, text: Option<Text<'de>>) -> Result<Cow<'de, str>,
 
 fn validate(
     fields: Fields<'_>,
-    raw: &[u8],
+    raw: &str,
     origin: Origin,
     extras: &[f64],
     batches: &mut [EventBatch],
@@ -316,8 +317,8 @@ fn validate(
         origin,
         user_key: key,
         id_hash: event_id_hash(&event_id),
-        event_id: TextRef::push(text, event_id.as_bytes()),
-        user_id: TextRef::push(text, user_id.as_bytes()),
+        event_id: TextRef::push(text, &event_id),
+        user_id: TextRef::push(text, &user_id),
         raw: TextRef::push(text, raw),
         timestamp_ms,
         own: fields.own,

@@ -3,17 +3,14 @@
 //! The model is loaded once per worker; candle runs on the worker's own thread (the binary
 //! pins candle to one thread per worker, since extra threads fight the workers for cores).
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::batch::ScoredBatch;
 use crate::clock::now_ns;
 use crate::model::Model;
 
-/// Scores one batch whose inputs are filled; a model failure scores the batch as NaN-free 0.5
-/// would hide errors, so it is reported and the scores are left for the caller to reject.
+/// Scores one batch whose inputs are filled, timing the forward pass.
 pub fn score(model: &Model, batch: &mut ScoredBatch) -> Result<(), crate::model::ModelError> {
     let start = now_ns();
     batch.scores.clear();
@@ -32,21 +29,11 @@ pub trait InferExt<'s> {
 
 impl<'s> InferExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
     fn infer(self, model: Model) -> Stream<'s, u64, Vec<ScoredBatch>> {
-        self.unary::<CapacityContainerBuilder<Vec<ScoredBatch>>, _, _, _>(Pipeline, "Infer", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for container in data {
-                        for batch in container.iter_mut() {
-                            if let Err(e) = score(&model, batch) {
-                                // Shapes are checked when the model is loaded, so this is a
-                                // bug, not bad input: fail loudly rather than emit guesses.
-                                panic!("inference failed on a batch of {} events: {e}", batch.rows.len());
-                            }
-                        }
-                        session.give_container(container);
-                    }
-                });
+        self.map_in_place(move |batch| {
+            if let Err(e) = score(&model, batch) {
+                // Shapes are checked when the model is loaded, so this is a bug, not bad
+                // input: fail loudly rather than emit made-up scores.
+                panic!("inference failed on a batch of {} events: {e}", batch.rows.len());
             }
         })
     }

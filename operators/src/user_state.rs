@@ -6,8 +6,8 @@
 //!   (ties in arrival order);
 //! * each window `w` covers the suffix of `events` with `ts ≥ newest − W` and its running
 //!   count/sum/sum of squares/max cursor describe exactly that suffix;
-//! * `max_amounts` is the monotonic (non-increasing amounts) deque of candidates for any suffix
-//!   maximum, `max_locations` likewise for locations over the whole buffer.
+//! * `max_amounts` holds the candidates for any suffix maximum of amounts (non-increasing),
+//!   `max_locations` likewise for locations over the whole buffer.
 //!
 //! An in-order event (`t ≥ newest`) costs amortised O(1) per window: windows only move forward.
 //! Out-of-order events (rare, within lateness) and late events take an exact scan of the buffer.
@@ -66,6 +66,33 @@ struct Retained {
     hour: u8,
 }
 
+/// Candidates for the maximum of any suffix of the buffer: (absolute index, value) with
+/// non-increasing values. Values are kept here so reading a maximum needs no buffer lookup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SuffixMax {
+    candidates: VecDeque<(u64, f64)>,
+}
+
+impl SuffixMax {
+    /// Appends the newest value; returns the new number of candidates.
+    fn push(&mut self, index: u64, value: f64) -> usize {
+        while self.candidates.back().is_some_and(|&(_, v)| v <= value) {
+            self.candidates.pop_back();
+        }
+        self.candidates.push_back((index, value));
+        self.candidates.len()
+    }
+
+    /// Forgets the candidate of buffer index `index` if it is the oldest; true if it was.
+    fn evict(&mut self, index: u64) -> bool {
+        let front = self.candidates.front().is_some_and(|&(i, _)| i == index);
+        if front {
+            self.candidates.pop_front();
+        }
+        front
+    }
+}
+
 /// Running aggregate of one window (a suffix of the buffer).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct WindowAgg {
@@ -86,10 +113,10 @@ pub struct UserState {
     first_index: u64,
     events: VecDeque<Retained>,
     windows: [WindowAgg; 3],
-    /// Absolute indices of suffix-maximum candidates by amount.
-    max_amounts: VecDeque<u64>,
-    /// Absolute indices of suffix-maximum candidates by location (events that have one).
-    max_locations: VecDeque<u64>,
+    /// Suffix-maximum candidates by amount (shared by all windows, see `WindowAgg`).
+    max_amounts: SuffixMax,
+    /// Suffix-maximum candidates by location (events that have one).
+    max_locations: SuffixMax,
     hour_counts: [u32; 24],
     active_hours_7d: u32,
     /// Scored-but-late events still remembered for dedup: (id hash, timestamp).
@@ -105,8 +132,8 @@ impl UserState {
             first_index: 0,
             events: VecDeque::new(),
             windows: [WindowAgg::default(); 3],
-            max_amounts: VecDeque::new(),
-            max_locations: VecDeque::new(),
+            max_amounts: SuffixMax::default(),
+            max_locations: SuffixMax::default(),
             hour_counts: [0; 24],
             active_hours_7d: 0,
             late_ids: Vec::new(),
@@ -126,7 +153,7 @@ impl UserState {
     /// Heap bytes held by this state (capacities, not lengths), for memory reports.
     pub fn heap_bytes(&self) -> usize {
         self.events.capacity() * std::mem::size_of::<Retained>()
-            + (self.max_amounts.capacity() + self.max_locations.capacity()) * 8
+            + (self.max_amounts.candidates.capacity() + self.max_locations.candidates.capacity()) * 16
             + self.late_ids.capacity() * 16
     }
 
@@ -203,7 +230,7 @@ impl UserState {
         let mut prior = PriorView {
             count_30d: self.events.len() as u64,
             newest_30d: self.events.back().map(|e| self.ts(e)),
-            max_location_30d: self.max_locations.front().map(|&i| self.at(i).location),
+            max_location_30d: self.max_locations.candidates.front().map(|&(_, v)| v),
             active_hours_7d: u64::from(self.active_hours_7d),
             near_hour_30d: [23, 0, 1].iter().map(|d| u64::from(self.hour_counts[usize::from((hour + d) % 24)])).sum(),
             ..PriorView::default()
@@ -213,7 +240,7 @@ impl UserState {
             out.sum = agg.sum;
             out.sum_sq = agg.sum_sq;
             if out.count > 0 {
-                out.max = self.at(self.max_amounts[agg.max_cursor]).amount;
+                out.max = self.max_amounts.candidates[agg.max_cursor].1;
             }
         }
         prior
@@ -234,15 +261,12 @@ impl UserState {
             self.hour_counts[usize::from(hour)] -= 1;
             self.events.pop_front();
             self.first_index += 1;
-            if self.max_amounts.front() == Some(&(self.first_index - 1)) {
-                self.max_amounts.pop_front();
+            if self.max_amounts.evict(self.first_index - 1) {
                 for agg in &mut self.windows {
                     agg.max_cursor = agg.max_cursor.saturating_sub(1);
                 }
             }
-            if self.max_locations.front() == Some(&(self.first_index - 1)) {
-                self.max_locations.pop_front();
-            }
+            self.max_locations.evict(self.first_index - 1);
         }
     }
 
@@ -269,7 +293,7 @@ impl UserState {
         agg.sum_sq.sub_square(leaving.amount);
         agg.start = next;
         if next < end {
-            while self.max_amounts[agg.max_cursor] < next {
+            while self.max_amounts.candidates[agg.max_cursor].0 < next {
                 agg.max_cursor += 1;
             }
         }
@@ -291,19 +315,12 @@ impl UserState {
             agg.sum.add(obs.amount);
             agg.sum_sq.add_square(obs.amount);
         }
-        while self.max_amounts.back().is_some_and(|&i| self.at(i).amount <= obs.amount) {
-            self.max_amounts.pop_back();
-        }
-        self.max_amounts.push_back(index);
-        let last = self.max_amounts.len() - 1;
+        let last = self.max_amounts.push(index, obs.amount) - 1;
         for (agg, empty) in self.windows.iter_mut().zip(was_empty) {
             agg.max_cursor = if empty { last } else { agg.max_cursor.min(last) };
         }
         if !obs.location_distance.is_nan() {
-            while self.max_locations.back().is_some_and(|&i| self.at(i).location <= obs.location_distance) {
-                self.max_locations.pop_back();
-            }
-            self.max_locations.push_back(index);
+            self.max_locations.push(index, obs.location_distance);
         }
     }
 
@@ -364,19 +381,13 @@ impl UserState {
     /// Recomputes windows, max deques and active hours from the buffer, anchored at `newest`.
     fn rebuild_windows(&mut self) {
         let end = self.end_index();
-        self.max_amounts.clear();
-        self.max_locations.clear();
+        self.max_amounts = SuffixMax::default();
+        self.max_locations = SuffixMax::default();
         for index in self.first_index..end {
             let e = *self.at(index);
-            while self.max_amounts.back().is_some_and(|&i| self.at(i).amount <= e.amount) {
-                self.max_amounts.pop_back();
-            }
-            self.max_amounts.push_back(index);
+            self.max_amounts.push(index, e.amount);
             if !e.location.is_nan() {
-                while self.max_locations.back().is_some_and(|&i| self.at(i).location <= e.location) {
-                    self.max_locations.pop_back();
-                }
-                self.max_locations.push_back(index);
+                self.max_locations.push(index, e.location);
             }
         }
         for (w, length) in WINDOWS_MS.iter().enumerate() {
@@ -388,7 +399,7 @@ impl UserState {
                 agg.sum.add(amount);
                 agg.sum_sq.add_square(amount);
             }
-            agg.max_cursor = self.max_amounts.partition_point(|&i| i < start);
+            agg.max_cursor = self.max_amounts.candidates.partition_point(|&(i, _)| i < start);
             self.windows[w] = agg;
         }
         let week_start = self.windows[WEEK].start;

@@ -21,7 +21,7 @@ use timely::dataflow::Stream;
 use crate::batch::{DeadLetter, EventBatch, Origin, ScoredBatch, ScoredRow, TextRef};
 use crate::features::RETENTION_MS;
 use crate::hashing::mix64;
-use crate::time::HOUR_MS;
+use crate::time::DAY_MS;
 use crate::user_state::{Observation, Outcome, StateRules, UserState};
 
 /// Settings of the window state.
@@ -96,7 +96,9 @@ impl KeyedState {
             out.dead.append(&mut batch.dead);
             order.extend(batch.events.iter().enumerate().map(|(i, e)| (e.origin, b as u32, i as u32)));
         }
-        order.sort_unstable_by_key(|&(origin, _, _)| origin);
+        if !order.is_sorted_by_key(|&(origin, _, _)| origin) {
+            order.sort_unstable_by_key(|&(origin, _, _)| origin);
+        }
         out.rows.reserve(order.len());
         out.windows.reserve(order.len());
         for (_, b, i) in order {
@@ -122,14 +124,14 @@ impl KeyedState {
             Outcome::Accepted(f) => (f, false),
             Outcome::Late(f) => (f, true),
             Outcome::Duplicate => {
-                out.dead.push(DeadLetter::new(event.raw.bytes(&batch.text), "duplicate", event.origin));
+                out.dead.push(DeadLetter::new(event.raw.str(&batch.text).as_bytes(), "duplicate", event.origin));
                 return;
             }
         };
         out.rows.push(ScoredRow {
             origin: event.origin,
-            event_id: TextRef::push(&mut out.text, event.event_id.bytes(&batch.text)),
-            user_id: TextRef::push(&mut out.text, event.user_id.bytes(&batch.text)),
+            event_id: TextRef::push(&mut out.text, event.event_id.str(&batch.text)),
+            user_id: TextRef::push(&mut out.text, event.user_id.str(&batch.text)),
             timestamp_ms: event.timestamp_ms,
             own: event.own,
             label: event.label,
@@ -147,10 +149,11 @@ impl KeyedState {
     }
 
     /// Drops users idle for more than 30 d + lateness behind the watermark (SPEC §2), at
-    /// most once per hour of event time so the sweep stays amortised.
+    /// most once per day of event time: the sweep visits every user, and a day's delay in
+    /// freeing a 30-day-idle user changes no result.
     fn sweep_idle_users(&mut self) {
         let Some(watermark) = self.watermark() else { return };
-        if watermark < self.last_sweep_watermark.saturating_add(HOUR_MS) {
+        if watermark < self.last_sweep_watermark.saturating_add(DAY_MS) {
             return;
         }
         self.last_sweep_watermark = watermark;

@@ -1,7 +1,7 @@
 //! `vigil bench`: throughput of each stage alone and end to end, with latency percentiles, on
 //! a stated generated workload (default 5M events, 100k users, 30 days).
 //!
-//! Stages run single-threaded on pre-built inputs, each from the previous stage's output:
+//! Stages run single-threaded, block by block, each on the previous stage's output:
 //! parse (JSON lines → batches), window+enrich (state + features), infer (model-input rows →
 //! scores), serialise (decision records). End to end runs the real dataflow from JSON lines in
 //! memory to rendered decision lines (discarded), for each worker count.
@@ -13,15 +13,17 @@ use std::time::Instant;
 
 use dataflows::input::{JobInput, Tuning};
 use dataflows::scoring::{self, load_model, Output, ScoringJob};
-use operators::batch::{EventBatch, Origin, ScoredBatch};
+use operators::batch::{EventBatch, Origin};
 use operators::dead_letter::SourceName;
 use operators::decide::DecisionPolicy;
+use operators::enrich::InputLayout;
 use operators::event::EventParser;
 use operators::file_sink::new_latency_histogram;
 use operators::file_source::SharedFile;
 use operators::generator::Generator;
 use operators::infer::score;
-use operators::window_state::{KeyedState, WindowConfig};
+use operators::model::Model;
+use operators::window_state::{KeyedState, StateReport, WindowConfig};
 use serde::Serialize;
 
 use crate::cli::BenchArgs;
@@ -70,6 +72,50 @@ const BATCH: usize = 4096;
 /// Bytes of a retained event in the user state's buffer.
 const RETAINED_EVENT_BYTES: u64 = 32;
 
+/// Names of the single-threaded stages, in pipeline order.
+const STAGES: [&str; 4] = ["parse", "window+enrich", "infer (model rows + forward)", "serialise"];
+
+/// Streams the workload block by block through each stage's pure core on this thread, timing
+/// each stage separately; blocks are dropped as they go, as in the dataflow, so no stage pays
+/// for memory the real pipeline would not hold. Returns (events, seconds) per stage and the
+/// window state's final size.
+fn time_stages(data: &[u8], model: &Model, layout: &InputLayout) -> anyhow::Result<([(u64, f64); 4], StateReport)> {
+    let mut parser = EventParser::new(layout.extras().clone());
+    let mut state = KeyedState::new(WindowConfig { extra_count: layout.extras().len(), ..WindowConfig::default() });
+    let policy = DecisionPolicy {
+        threshold: model.metadata().threshold,
+        model_version: model.metadata().version.clone(),
+        emit_features: None,
+        source: SourceName::Generator,
+    };
+    let mut times = [(0u64, 0f64); 4];
+    let mut lap = |stage: usize, events: usize, started: Instant| {
+        times[stage].0 += events as u64;
+        times[stage].1 += started.elapsed().as_secs_f64();
+    };
+    let mut lines = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate().peekable();
+    while lines.peek().is_some() {
+        let started = Instant::now();
+        let mut batch = [EventBatch::default()];
+        for (i, line) in lines.by_ref().take(BATCH) {
+            parser.parse_into(line, Origin { partition: 0, position: i as u64 }, &mut batch, 0);
+        }
+        lap(0, batch[0].events.len(), started);
+        let started = Instant::now();
+        let mut scored = state.process_epoch(&mut batch);
+        lap(1, batch[0].events.len(), started);
+        let started = Instant::now();
+        layout.fill(&mut scored);
+        score(model, &mut scored)?;
+        lap(2, scored.rows.len(), started);
+        let started = Instant::now();
+        let chunk = policy.render(&scored);
+        lap(3, scored.rows.len(), started);
+        drop(chunk);
+    }
+    Ok((times, state.report()))
+}
+
 /// Runs the benchmark and prints the table (or JSON).
 pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let mut generator_args = args.generator.clone();
@@ -94,50 +140,10 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let mut generator = Generator::new(cfg);
     while generator.next_line(&mut data) {}
     let mut stages = Vec::new();
-
-    let started = Instant::now();
-    let mut parser = EventParser::new(layout.extras().clone());
-    let mut parsed: Vec<EventBatch> = Vec::new();
-    for (i, line) in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-        if i % BATCH == 0 {
-            parsed.push(EventBatch::default());
-        }
-        let batches = std::slice::from_mut(parsed.last_mut().expect("pushed above"));
-        parser.parse_into(line, Origin { partition: 0, position: i as u64 }, batches, 0);
+    let (stage_times, memory) = time_stages(&data, &model, &layout)?;
+    for (name, (events, seconds)) in STAGES.iter().zip(stage_times) {
+        stages.push(StageResult::new(*name, events, seconds));
     }
-    let events: u64 = parsed.iter().map(|b| b.events.len() as u64).sum();
-    stages.push(StageResult::new("parse", events, started.elapsed().as_secs_f64()));
-
-    let started = Instant::now();
-    let mut state = KeyedState::new(WindowConfig { extra_count: layout.extras().len(), ..WindowConfig::default() });
-    let mut scored: Vec<ScoredBatch> =
-        parsed.iter_mut().map(|b| state.process_epoch(std::slice::from_mut(b))).collect();
-    stages.push(StageResult::new("window+enrich", events, started.elapsed().as_secs_f64()));
-    let memory = state.report();
-    drop(parsed);
-
-    let started = Instant::now();
-    for batch in &mut scored {
-        layout.fill(batch);
-        score(&model, batch)?;
-    }
-    let scored_events: u64 = scored.iter().map(|b| b.rows.len() as u64).sum();
-    stages.push(StageResult::new("infer (model rows + forward)", scored_events, started.elapsed().as_secs_f64()));
-
-    let policy = DecisionPolicy {
-        threshold: model.metadata().threshold,
-        model_version: model.metadata().version.clone(),
-        emit_features: None,
-        source: SourceName::Generator,
-    };
-    let started = Instant::now();
-    let mut bytes = 0usize;
-    for batch in &scored {
-        bytes += policy.render(batch).decisions.len();
-    }
-    stages.push(StageResult::new("serialise", scored_events, started.elapsed().as_secs_f64()));
-    tracing::info!(mib = bytes / (1 << 20), "decision records rendered");
-    drop(scored);
 
     let shared = SharedFile::from_vec(data);
     let worker_counts = args.workers.map_or(vec![1, 2], |w| vec![w]);

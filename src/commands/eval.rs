@@ -13,11 +13,11 @@ use crate::error::UsageError;
 
 /// Scores every labelled event of `--input` and evaluates.
 pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
-    let input = input_file(&args.input)?;
+    let input = input_file(&args.data.input)?;
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
     let threshold = args.threshold.unwrap_or(model.metadata().threshold);
-    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.workers)?)
+    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.data.workers)?)
         .map_err(anyhow::Error::msg)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);

@@ -23,11 +23,11 @@ pub fn input_file(input: &Option<PathBuf>) -> anyhow::Result<JobInput> {
 
 /// Writes the CSV.
 pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
-    let input = input_file(&args.input)?;
+    let input = input_file(&args.data.input)?;
     let out_path = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
     let rules = state_rules(args.lateness.as_deref())?;
-    let extracted =
-        extract(input, ExtraFeatures::default(), rules, worker_count(args.workers)?).map_err(anyhow::Error::msg)?;
+    let extracted = extract(input, ExtraFeatures::default(), rules, worker_count(args.data.workers)?)
+        .map_err(anyhow::Error::msg)?;
     let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);

@@ -35,15 +35,15 @@ fn extra_feature_names(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Trains and writes the model.
 pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
-    let input = input_file(&args.input)?;
-    let input_path = args.input.clone().unwrap_or_default();
+    let input = input_file(&args.data.input)?;
+    let input_path = args.data.input.clone().unwrap_or_default();
     let out = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
     let mut names: Vec<String> = WINDOW_FEATURE_NAMES.iter().chain(&OWN_FEATURE_NAMES).map(|s| s.to_string()).collect();
     names.extend(extra_feature_names(&input_path)?);
     let layout = InputLayout::resolve(&names)
         .map_err(|bad| UsageError(format!("--input: feature names vigil cannot use: {}", bad.join(", "))))?;
     let started = std::time::Instant::now();
-    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.workers)?)
+    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.data.workers)?)
         .map_err(anyhow::Error::msg)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);

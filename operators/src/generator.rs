@@ -21,15 +21,11 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::hashing::mix64;
+use crate::time::{days_from_civil, write_rfc3339_ms, DAY_MS, HOUR_MS, MAX_MS, MIN_MS};
+
 const SECOND_MS: i64 = 1_000;
 const MINUTE_MS: i64 = 60 * SECOND_MS;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// Smallest instant with a four-digit RFC 3339 year (0000-01-01T00:00:00.000Z).
-const MIN_RFC3339_MS: i64 = -62_167_219_200_000;
-/// Largest instant with a four-digit RFC 3339 year (9999-12-31T23:59:59.999Z).
-const MAX_RFC3339_MS: i64 = 253_402_300_799_999;
 
 /// Share of events rendered with an integer epoch-ms timestamp instead of RFC 3339, so that
 /// consumers exercise both forms SPEC §1 allows.
@@ -590,13 +586,6 @@ trait Rng {
     }
 }
 
-/// SplitMix64 finaliser: a bijective 64-bit mix, used to key independent streams.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// SplitMix64: tiny and good enough for the short per-user and per-event streams.
 #[derive(Clone, Debug)]
 struct SplitMix64(u64);
@@ -643,64 +632,16 @@ impl Rng for Xoshiro256 {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400; // [0, 399]
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// Writes `ms` as a quoted `YYYY-MM-DDTHH:MM:SS.mmmZ`, or as bare epoch ms when asked to or
 /// when the year has no four-digit form.
 fn write_timestamp(out: &mut Vec<u8>, ms: i64, epoch_form: bool) {
-    if epoch_form || !(MIN_RFC3339_MS..=MAX_RFC3339_MS).contains(&ms) {
+    if epoch_form || !(MIN_MS..=MAX_MS).contains(&ms) {
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
         return;
     }
-    let days = ms.div_euclid(DAY_MS);
-    let in_day = ms.rem_euclid(DAY_MS);
-    let (year, month, day) = civil_from_days(days);
-    let year = year as u32; // 0..=9999 by the range check
-    let mut buf = *b"\"0000-00-00T00:00:00.000Z\"";
-    buf[1] = b'0' + (year / 1000) as u8;
-    buf[2] = b'0' + (year / 100 % 10) as u8;
-    buf[3] = b'0' + (year / 10 % 10) as u8;
-    buf[4] = b'0' + (year % 10) as u8;
-    put2(&mut buf[6..8], month);
-    put2(&mut buf[9..11], day);
-    put2(&mut buf[12..14], (in_day / HOUR_MS) as u32);
-    put2(&mut buf[15..17], (in_day / MINUTE_MS % 60) as u32);
-    put2(&mut buf[18..20], (in_day / SECOND_MS % 60) as u32);
-    let milli = (in_day % SECOND_MS) as u32;
-    buf[21] = b'0' + (milli / 100) as u8;
-    buf[22] = b'0' + (milli / 10 % 10) as u8;
-    buf[23] = b'0' + (milli % 10) as u8;
-    out.extend_from_slice(&buf);
-}
-
-fn put2(dst: &mut [u8], v: u32) {
-    dst[0] = b'0' + (v / 10 % 10) as u8;
-    dst[1] = b'0' + (v % 10) as u8;
+    out.push(b'"');
+    write_rfc3339_ms(ms, out);
+    out.push(b'"');
 }
 
 /// Writes an amount given in cents as `units.cc` — exact, unlike printing a rounded f64.
@@ -992,12 +933,11 @@ mod tests {
         assert_eq!(fmt(1_767_225_600_000), "\"2026-01-01T00:00:00.000Z\"");
         assert_eq!(fmt(951_782_400_000), "\"2000-02-29T00:00:00.000Z\"");
         assert_eq!(fmt(-1), "\"1969-12-31T23:59:59.999Z\"");
-        assert_eq!(fmt(MIN_RFC3339_MS), "\"0000-01-01T00:00:00.000Z\"");
-        assert_eq!(fmt(MAX_RFC3339_MS), "\"9999-12-31T23:59:59.999Z\"");
-        assert_eq!(fmt(MAX_RFC3339_MS + 1), "253402300800000");
+        assert_eq!(fmt(MIN_MS), "\"0000-01-01T00:00:00.000Z\"");
+        assert_eq!(fmt(MAX_MS), "\"9999-12-31T23:59:59.999Z\"");
+        assert_eq!(fmt(MAX_MS + 1), "253402300800000");
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2024, 2, 29) * DAY_MS + DAY_MS - 1, 1_709_251_199_999);
-        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
         assert_eq!(GeneratorConfig::default().start_ms, 1_767_225_600_000);
         let mut v = Vec::new();
         write_timestamp(&mut v, 1_709_251_199_999, true);
@@ -1017,18 +957,6 @@ mod tests {
         assert_eq!(w(2.1, 4), "2.1000");
         assert_eq!(w(0.00004, 4), "0.0000");
         assert_eq!(w(-1.5, 1), "-1.5");
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn civil_round_trip(days in -800_000i64..3_000_000) {
-            let (y, m, d) = civil_from_days(days);
-            proptest::prop_assert!((1..=12).contains(&m) && (1..=31).contains(&d));
-            proptest::prop_assert_eq!(days_from_civil(y, m, d), days);
-            let (y2, m2, d2) = civil_from_days(days + 1);
-            // Consecutive days: same month and day + 1, or the 1st of the next month.
-            proptest::prop_assert!((y2, m2, d2) == (y, m, d + 1) || (d2 == 1 && (m2 == m % 12 + 1)));
-        }
     }
 
     /// Release-mode throughput: `cargo test --release -p operators --lib generator -- --ignored --nocapture`.

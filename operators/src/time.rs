@@ -198,6 +198,7 @@ mod tests {
 
     #[test]
     fn hand_computed_instants() {
+        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_rfc3339_ms("2024-02-29T23:59:59.999Z"), Ok(1_709_251_199_999));
         assert_eq!(parse_rfc3339_ms("2026-01-15T10:30:00.123Z"), Ok(1_768_473_000_123));
@@ -240,5 +241,17 @@ mod tests {
     fn utc_hour_of_negative_instants() {
         assert_eq!(utc_hour(-1), 23);
         assert_eq!(utc_hour(HOUR_MS * 25), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn civil_round_trip(days in -800_000i64..3_000_000) {
+            let (y, m, d) = civil_from_days(days);
+            proptest::prop_assert!((1..=12).contains(&m) && (1..=31).contains(&d));
+            proptest::prop_assert_eq!(days_from_civil(y, m, d), days);
+            let (y2, m2, d2) = civil_from_days(days + 1);
+            // Consecutive days: same month and day + 1, or the 1st of the next month.
+            proptest::prop_assert!((y2, m2, d2) == (y, m, d + 1) || (d2 == 1 && (m2 == m % 12 + 1)));
+        }
     }
 }

@@ -408,6 +408,18 @@ impl UserState {
         self.active_hours_7d = hours.len() as u32;
     }
 
+    /// Returns memory of buffers that shrank a lot (e.g. after a burst left the 30 days).
+    pub fn compact(&mut self) {
+        if self.events.capacity() > 2 * self.events.len() + 8 {
+            self.events.shrink_to_fit();
+        }
+        for deque in [&mut self.max_amounts.candidates, &mut self.max_locations.candidates] {
+            if deque.capacity() > 2 * deque.len() + 8 {
+                deque.shrink_to_fit();
+            }
+        }
+    }
+
     /// Forgets late-event ids older than the dedup memory (`newest − 30 d`).
     pub fn trim_late_ids(&mut self) {
         let cutoff = self.newest_ms - RETENTION_MS;

@@ -64,7 +64,9 @@ impl Hasher for KeyHasher {
     }
 }
 
-type UserMap = HashMap<u64, Option<UserState>, BuildHasherDefault<KeyHasher>>;
+/// Users by key. States are boxed so the table stays small (16-byte entries) and cache-friendly,
+/// and growing it never moves the states themselves.
+type UserMap = HashMap<u64, Box<Option<UserState>>, BuildHasherDefault<KeyHasher>>;
 
 /// All users owned by one worker.
 pub struct KeyedState {
@@ -119,7 +121,7 @@ impl KeyedState {
         };
         let newest = self.partition_newest.entry(event.origin.partition).or_insert(i64::MIN);
         *newest = (*newest).max(event.timestamp_ms);
-        let slot = self.users.entry(event.user_key).or_insert(None);
+        let slot = &mut **self.users.entry(event.user_key).or_insert_with(|| Box::new(None));
         let (features, late) = match UserState::observe(slot, &obs, &self.cfg.rules) {
             Outcome::Accepted(f) => (f, false),
             Outcome::Late(f) => (f, true),
@@ -159,9 +161,10 @@ impl KeyedState {
         self.last_sweep_watermark = watermark;
         let cutoff = watermark - RETENTION_MS - self.cfg.rules.lateness_ms;
         let before = self.users.len();
-        self.users.retain(|_, user| match user {
+        self.users.retain(|_, user| match user.as_mut() {
             Some(state) if state.newest_ms() >= cutoff => {
                 state.trim_late_ids();
+                state.compact();
                 true
             }
             _ => false,
@@ -171,14 +174,15 @@ impl KeyedState {
 
     /// Current size of the state.
     pub fn report(&self) -> StateReport {
-        let per_entry = std::mem::size_of::<(u64, Option<UserState>)>() + 1;
+        let per_entry = std::mem::size_of::<(u64, Box<Option<UserState>>)>() + 1;
+        let per_user = std::mem::size_of::<Option<UserState>>();
         let mut report = StateReport {
             users: self.users.len() as u64,
-            bytes: (self.users.capacity() * per_entry) as u64,
+            bytes: (self.users.capacity() * per_entry + self.users.len() * per_user) as u64,
             evicted_users: self.evicted_users,
             ..StateReport::default()
         };
-        for user in self.users.values().flatten() {
+        for user in self.users.values().filter_map(|u| u.as_ref().as_ref()) {
             report.retained_events += user.retained() as u64;
             report.bytes += user.heap_bytes() as u64;
         }

@@ -135,6 +135,9 @@ pub struct TrainArgs {
     /// Random seed of initialisation and shuffling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Hidden layer widths, comma-separated (default 32,16).
+    #[arg(long)]
+    pub hidden: Option<String>,
     /// Decision threshold stored in the model.
     #[arg(long)]
     pub threshold: Option<f64>,

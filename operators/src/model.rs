@@ -42,7 +42,7 @@ pub struct ModelMetadata {
     /// decisions can be traced to the exact model that made them.
     pub version: String,
     pub kind: String,
-    /// All layer widths, input first and output (1) last, e.g. `[25, 64, 32, 1]`.
+    /// All layer widths, input first and output (1) last, e.g. `[24, 32, 16, 1]`.
     pub layers: Vec<usize>,
     /// The model's inputs in column order.
     pub inputs: Vec<InputSpec>,

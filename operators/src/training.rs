@@ -58,7 +58,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            hidden: vec![64, 32],
+            hidden: vec![32, 16],
             batch_size: 512,
             max_epochs: 30,
             patience: 4,

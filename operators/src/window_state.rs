@@ -73,7 +73,8 @@ pub struct KeyedState {
     cfg: WindowConfig,
     users: UserMap,
     /// Newest timestamp seen per input partition; the watermark is their minimum.
-    partition_newest: HashMap<u32, i64>,
+    /// (partition, newest timestamp); a handful of partitions per worker, so a list.
+    partition_newest: Vec<(u32, i64)>,
     last_sweep_watermark: i64,
     evicted_users: u64,
 }
@@ -84,7 +85,7 @@ impl KeyedState {
         KeyedState {
             cfg,
             users: UserMap::default(),
-            partition_newest: HashMap::new(),
+            partition_newest: Vec::new(),
             last_sweep_watermark: i64::MIN,
             evicted_users: 0,
         }
@@ -119,8 +120,10 @@ impl KeyedState {
             hour: event.hour,
             id_hash: event.id_hash,
         };
-        let newest = self.partition_newest.entry(event.origin.partition).or_insert(i64::MIN);
-        *newest = (*newest).max(event.timestamp_ms);
+        match self.partition_newest.iter_mut().find(|(p, _)| *p == event.origin.partition) {
+            Some((_, newest)) => *newest = (*newest).max(event.timestamp_ms),
+            None => self.partition_newest.push((event.origin.partition, event.timestamp_ms)),
+        }
         let slot = &mut **self.users.entry(event.user_key).or_insert_with(|| Box::new(None));
         let (features, late) = match UserState::observe(slot, &obs, &self.cfg.rules) {
             Outcome::Accepted(f) => (f, false),
@@ -147,7 +150,7 @@ impl KeyedState {
 
     /// The event-time watermark: the oldest of the partitions' newest timestamps.
     fn watermark(&self) -> Option<i64> {
-        self.partition_newest.values().min().copied()
+        self.partition_newest.iter().map(|&(_, newest)| newest).min()
     }
 
     /// Drops users idle for more than 30 d + lateness behind the watermark (SPEC §2), at

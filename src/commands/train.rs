@@ -33,6 +33,16 @@ fn extra_feature_names(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names.into_iter().collect())
 }
 
+/// Parses `--hidden 64,32`.
+fn parse_widths(text: &str) -> Result<Vec<usize>, UsageError> {
+    text.split(',')
+        .map(|w| match w.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(UsageError(format!("--hidden: `{text}` is not a list of positive widths like 64,32"))),
+        })
+        .collect()
+}
+
 /// Trains and writes the model.
 pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
@@ -69,7 +79,12 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         "features extracted"
     );
     let defaults = TrainConfig::default();
+    let hidden = match &args.hidden {
+        Some(text) => parse_widths(text)?,
+        None => defaults.hidden.clone(),
+    };
     let cfg = TrainConfig {
+        hidden,
         max_epochs: args.epochs.unwrap_or(defaults.max_epochs),
         seed: args.seed.unwrap_or(defaults.seed),
         threshold: args.threshold.unwrap_or(defaults.threshold),

@@ -34,6 +34,24 @@ pub fn event_id_hash(event_id: &str) -> u64 {
     fnv1a(0x5bd1_e995, event_id.as_bytes())
 }
 
+/// A `Hasher` for keys that already are well-mixed 64-bit hashes: passes them through.
+#[derive(Default, Clone, Copy)]
+pub struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix64(self.0 ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 /// The worker that owns a user: key group `key mod KEY_GROUPS`, groups dealt round-robin.
 pub fn owner_worker(key: u64, workers: usize) -> usize {
     ((key % KEY_GROUPS) as usize) % workers.max(1)

@@ -12,12 +12,14 @@
 //! An in-order event (`t ≥ newest`) costs amortised O(1) per window: windows only move forward.
 //! Out-of-order events (rare, within lateness) and late events take an exact scan of the buffer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 use serde::{Deserialize, Serialize};
 
 use crate::exact_sum::DoubleDouble;
 use crate::features::{assemble, hours_adjacent, EventView, PriorView, WindowFeatures, RETENTION_MS, WEEK, WINDOWS_MS};
+use crate::hashing::PreHashed;
 use crate::time::HOUR_MS;
 
 /// Per-job rules of the state (SPEC §1/§2 defaults: lateness 5 min, dedup horizon 24 h).
@@ -121,7 +123,20 @@ pub struct UserState {
     active_hours_7d: u32,
     /// Scored-but-late events still remembered for dedup: (id hash, timestamp).
     late_ids: Vec<(u64, i64)>,
+    /// Busy users only: how many events of the 24 h window carry each id hash, so an in-order
+    /// event's dedup check is a lookup instead of a walk over the day's events.
+    day_ids: Option<Box<DayIds>>,
 }
+
+/// Index of the 24 h window's event ids (hashes are already mixed, so no rehashing).
+type DayIds = HashMap<u64, u32, BuildHasherDefault<PreHashed>>;
+
+/// Window index of the 24 h window.
+const DAY: usize = 1;
+/// Events in the 24 h window from which a user gets a [`DayIds`] index, and below which it
+/// is dropped again (hysteresis, so a user at the edge does not rebuild it every event).
+const DAY_INDEX_FROM: u64 = 32;
+const DAY_INDEX_UNTIL: u64 = 8;
 
 impl UserState {
     /// State of a user whose first accepted event is at `t`.
@@ -137,6 +152,7 @@ impl UserState {
             hour_counts: [0; 24],
             active_hours_7d: 0,
             late_ids: Vec::new(),
+            day_ids: None,
         }
     }
 
@@ -155,6 +171,7 @@ impl UserState {
         self.events.capacity() * std::mem::size_of::<Retained>()
             + (self.max_amounts.candidates.capacity() + self.max_locations.candidates.capacity()) * 16
             + self.late_ids.capacity() * 16
+            + self.day_ids.as_ref().map_or(0, |ids| ids.capacity() * 13 + 32)
     }
 
     fn ts(&self, e: &Retained) -> i64 {
@@ -197,8 +214,11 @@ impl UserState {
         let (lo, hi) = (obs.timestamp_ms - rules.dedup_horizon_ms, obs.timestamp_ms + rules.dedup_horizon_ms);
         let same_id = |e: &Retained| e.id_hash == obs.id_hash;
         let in_buffer = if obs.timestamp_ms >= self.newest_ms {
-            // In order: candidates are the newest events, a short walk back from the end.
-            self.events.iter().rev().take_while(|e| self.ts(e) >= lo).any(same_id)
+            // In order: candidates are within the 24 h window (anchored at newest ≤ t), so when
+            // the window's id index says "absent" there is nothing to walk.
+            let indexed_absent = rules.dedup_horizon_ms <= WINDOWS_MS[DAY]
+                && self.day_ids.as_ref().is_some_and(|ids| !ids.contains_key(&obs.id_hash));
+            !indexed_absent && self.events.iter().rev().take_while(|e| self.ts(e) >= lo).any(same_id)
         } else {
             let from = self.events.partition_point(|e| self.ts(e) < lo);
             self.events.range(from..).take_while(|e| self.ts(e) <= hi).any(same_id)
@@ -288,6 +308,9 @@ impl UserState {
                 self.active_hours_7d -= 1;
             }
         }
+        if w == DAY {
+            self.forget_day_id(leaving.id_hash, end - next);
+        }
         let agg = &mut self.windows[w];
         agg.sum.sub(leaving.amount);
         agg.sum_sq.sub_square(leaving.amount);
@@ -307,6 +330,7 @@ impl UserState {
         let week_was_empty = self.windows[WEEK].start == index;
         let was_empty = self.windows.map(|agg| agg.start == index);
         self.events.push_back(retained(obs, self.base_ms));
+        self.remember_day_id(obs.id_hash);
         self.hour_counts[usize::from(obs.hour)] += 1;
         if week_was_empty || previous_hour != Some(clock_hour(obs.timestamp_ms)) {
             self.active_hours_7d += 1;
@@ -380,6 +404,7 @@ impl UserState {
 
     /// Recomputes windows, max deques and active hours from the buffer, anchored at `newest`.
     fn rebuild_windows(&mut self) {
+        self.day_ids = None;
         let end = self.end_index();
         self.max_amounts = SuffixMax::default();
         self.max_locations = SuffixMax::default();
@@ -406,6 +431,37 @@ impl UserState {
         let mut hours = (week_start..end).map(|i| clock_hour(self.ts(self.at(i)))).collect::<Vec<_>>();
         hours.dedup();
         self.active_hours_7d = hours.len() as u32;
+    }
+
+    /// Counts a newly appended event in the day index, building the index once the 24 h
+    /// window (which now ends with that event) gets busy.
+    fn remember_day_id(&mut self, id_hash: u64) {
+        let start = self.windows[DAY].start;
+        let in_window = self.end_index() - start;
+        match &mut self.day_ids {
+            Some(ids) => *ids.entry(id_hash).or_insert(0) += 1,
+            None if in_window >= DAY_INDEX_FROM => {
+                let mut ids = DayIds::default();
+                for index in start..self.end_index() {
+                    *ids.entry(self.at(index).id_hash).or_insert(0) += 1;
+                }
+                self.day_ids = Some(Box::new(ids));
+            }
+            None => {}
+        }
+    }
+
+    /// Uncounts an event leaving the 24 h window; drops the index when the window is quiet.
+    fn forget_day_id(&mut self, id_hash: u64, remaining: u64) {
+        let Some(ids) = &mut self.day_ids else { return };
+        if remaining < DAY_INDEX_UNTIL {
+            self.day_ids = None;
+        } else if let Some(count) = ids.get_mut(&id_hash) {
+            *count -= 1;
+            if *count == 0 {
+                ids.remove(&id_hash);
+            }
+        }
     }
 
     /// Returns memory of buffers that shrank a lot (e.g. after a burst left the 30 days).

@@ -599,3 +599,33 @@ fn same_millisecond_events_are_history_of_each_other() {
         &[(CNT_1H, 3.0), (SUM_1H, 6.0), (STD_1H, (2.0f64 / 3.0).sqrt()), (VELOCITY_SCORE, 3.0 / 2.0)],
     );
 }
+
+#[test]
+fn busy_users_dedup_through_the_day_index_like_quiet_ones() {
+    // 100 events one minute apart (a busy 24 h window, so the id index is built), then:
+    // a repeat of b0 at +2 h (within 24 h of b0 ⇒ duplicate), a repeat of b99 (duplicate),
+    // a new id (accepted), then b5 again 25 h after b5 (beyond 24 h ⇒ new event, accepted),
+    // and after a quiet day (window shrinks, index dropped) a repeat within 24 h of that copy.
+    let mut events: Vec<E> = (0..100).map(|i| e(&format!("b{i}"), T0 + i * MIN, 10.0)).collect();
+    events.push(e("b0", T0 + 2 * HOUR, 10.0));
+    events.push(e("b99", T0 + 2 * HOUR, 10.0));
+    events.push(e("fresh", T0 + 2 * HOUR, 10.0));
+    events.push(e("b5", T0 + 5 * MIN + 25 * HOUR, 10.0));
+    events.push(e("b5", T0 + 5 * MIN + 48 * HOUR, 10.0));
+    events.push(e("b5", T0 + 5 * MIN + 49 * HOUR, 10.0));
+    let out = play(&events);
+    assert!(out[..100].iter().all(|o| matches!(o, Outcome::Accepted(_))));
+    assert_eq!(out[100], Outcome::Duplicate);
+    assert_eq!(out[101], Outcome::Duplicate);
+    assert!(matches!(out[102], Outcome::Accepted(_)));
+    // b5@+25h05: 24 h after b5@0h05 + 1 h ⇒ beyond the horizon ⇒ accepted; its cnt_24h counts
+    // the accepted events in [t − 24 h, t]: b65..b99 (t − 24 h = 1h05 ⇒ minutes ≥ 65) = 35,
+    // "fresh" at +2 h (the two repeats there were duplicates, never accepted), itself ⇒ 37;
+    // the previous event is "fresh", 23 h 05 min = 83,100 s earlier.
+    let f = accepted(&out[103]);
+    check(&f, &[(CNT_24H, 35.0 + 1.0 + 1.0), (SECS_SINCE_PREV, 83_100.0)]);
+    // b5@+48h05 is within 24 h of b5@+25h05 ⇒ duplicate; b5@+49h05 is 24 h after ⇒ duplicate
+    // too (inclusive horizon).
+    assert_eq!(out[104], Outcome::Duplicate);
+    assert_eq!(out[105], Outcome::Duplicate);
+}

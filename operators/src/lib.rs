@@ -18,6 +18,7 @@ pub mod hashing;
 pub mod infer;
 pub mod json_out;
 pub mod model;
+pub mod prefetch;
 pub mod reasons;
 pub mod source;
 pub mod time;

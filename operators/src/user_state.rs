@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::exact_sum::DoubleDouble;
 use crate::features::{assemble, hours_adjacent, EventView, PriorView, WindowFeatures, RETENTION_MS, WEEK, WINDOWS_MS};
 use crate::hashing::PreHashed;
+use crate::prefetch::prefetch;
 use crate::time::HOUR_MS;
 
 /// Per-job rules of the state (SPEC §1/§2 defaults: lateness 5 min, dedup horizon 24 h).
@@ -172,6 +173,18 @@ impl UserState {
             + (self.max_amounts.candidates.capacity() + self.max_locations.candidates.capacity()) * 16
             + self.late_ids.capacity() * 16
             + self.day_ids.as_ref().map_or(0, |ids| ids.capacity() * 13 + 32)
+    }
+
+    /// Prefetches what the next in-order event of this user will touch: the newest events,
+    /// the oldest one (30-day eviction) and the first of the 7-day window.
+    pub fn prefetch_buffer(&self) {
+        let len = self.events.len();
+        if len == 0 {
+            return;
+        }
+        for position in [len - 1, 0, (self.windows[WEEK].start - self.first_index).min(len as u64 - 1) as usize] {
+            prefetch(&self.events[position]);
+        }
     }
 
     fn ts(&self, e: &Retained) -> i64 {

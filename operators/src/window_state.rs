@@ -21,8 +21,14 @@ use timely::dataflow::Stream;
 use crate::batch::{DeadLetter, EventBatch, Origin, ScoredBatch, ScoredRow, TextRef};
 use crate::features::RETENTION_MS;
 use crate::hashing::mix64;
+use crate::prefetch::prefetch;
 use crate::time::DAY_MS;
 use crate::user_state::{Observation, Outcome, StateRules, UserState};
+
+/// How many events ahead the operator prefetches a user's state, and (closer, once the state
+/// has arrived) the parts of its event buffer the event will touch.
+const PREFETCH_STATE_AHEAD: usize = 16;
+const PREFETCH_BUFFER_AHEAD: usize = 8;
 
 /// Settings of the window state.
 #[derive(Clone, Debug, Default)]
@@ -104,7 +110,20 @@ impl KeyedState {
         }
         out.rows.reserve(order.len());
         out.windows.reserve(order.len());
-        for (_, b, i) in order {
+        for k in 0..order.len() {
+            if let Some(&(_, b, i)) = order.get(k + PREFETCH_STATE_AHEAD) {
+                if let Some(state) = self.users.get(&batches[b as usize].events[i as usize].user_key) {
+                    prefetch(&**state);
+                }
+            }
+            if let Some(&(_, b, i)) = order.get(k + PREFETCH_BUFFER_AHEAD) {
+                if let Some(Some(state)) =
+                    self.users.get(&batches[b as usize].events[i as usize].user_key).map(|s| s.as_ref())
+                {
+                    state.prefetch_buffer();
+                }
+            }
+            let (_, b, i) = order[k];
             self.apply(&batches[b as usize], i as usize, &mut out);
         }
         self.sweep_idle_users();

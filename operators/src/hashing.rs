@@ -34,7 +34,9 @@ pub fn event_id_hash(event_id: &str) -> u64 {
     fnv1a(0x5bd1_e995, event_id.as_bytes())
 }
 
-/// A `Hasher` for keys that already are well-mixed 64-bit hashes: passes them through.
+/// A `Hasher` for keys that already are well-mixed 64-bit hashes. It only rotates them: a
+/// worker's user keys share their low bits (key groups are dealt out by `key mod 256`), and hash
+/// tables index buckets by the low bits.
 #[derive(Default, Clone, Copy)]
 pub struct PreHashed(u64);
 
@@ -48,7 +50,7 @@ impl std::hash::Hasher for PreHashed {
         }
     }
     fn write_u64(&mut self, value: u64) {
-        self.0 = value;
+        self.0 = value.rotate_left(32);
     }
 }
 

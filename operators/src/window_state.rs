@@ -9,7 +9,7 @@
 //! or the way batches were cut.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 
 use timely::container::CapacityContainerBuilder;
@@ -20,7 +20,7 @@ use timely::dataflow::Stream;
 
 use crate::batch::{DeadLetter, EventBatch, Origin, ScoredBatch, ScoredRow, TextRef};
 use crate::features::RETENTION_MS;
-use crate::hashing::mix64;
+use crate::hashing::PreHashed;
 use crate::prefetch::prefetch;
 use crate::time::DAY_MS;
 use crate::user_state::{Observation, Outcome, StateRules, UserState};
@@ -51,28 +51,9 @@ pub struct StateReport {
     pub evicted_users: u64,
 }
 
-/// Hashes already-mixed user keys once more so a worker's keys (which share their low bits
-/// modulo the worker count) still spread over the whole table.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = mix64(self.0 ^ u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, key: u64) {
-        self.0 = mix64(key.rotate_left(17));
-    }
-}
-
 /// Users by key. States are boxed so the table stays small (16-byte entries) and cache-friendly,
 /// and growing it never moves the states themselves.
-type UserMap = HashMap<u64, Box<Option<UserState>>, BuildHasherDefault<KeyHasher>>;
+type UserMap = HashMap<u64, Box<Option<UserState>>, BuildHasherDefault<PreHashed>>;
 
 /// All users owned by one worker.
 pub struct KeyedState {

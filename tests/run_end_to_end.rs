@@ -268,3 +268,20 @@ fn shipped_model_catches_fraud_on_unseen_seed() {
     let pr_auc = eval["pr_auc"].as_f64().unwrap();
     assert!(pr_auc >= 0.90, "PR-AUC {pr_auc} on seed 2");
 }
+
+#[test]
+fn rate_paces_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let status = vigil()
+        .args(["run", "--events", "10000", "--users", "100", "--rate", "20000", "--block-len", "1000"])
+        .args(["--out-dir", out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The last block starts at event 9000, due 9000 / 20000 = 0.45 s after the start.
+    assert!(started.elapsed().as_secs_f64() >= 0.45, "finished in {:?}", started.elapsed());
+    assert_eq!(read_jsonl(&out.join("decisions.jsonl")).len(), 10_000);
+    assert_eq!(vigil().args(["run", "--rate", "0"]).output().unwrap().status.code(), Some(2));
+}

@@ -51,6 +51,7 @@ pub fn extract(
             partition: 0,
             stop: Arc::new(AtomicBool::new(false)),
             probe: probe.clone(),
+            rate: tuning.rate,
         };
         let parser = EventParser::new(extras.clone());
         let window = WindowConfig { rules, extra_count: extras.len(), report: None };

@@ -69,10 +69,12 @@ pub struct Tuning {
     pub block_len: usize,
     /// Epochs in flight between sources and the end of the dataflow.
     pub max_in_flight: u64,
+    /// Offered load, records per second over all workers (`None`: as fast as possible).
+    pub rate: Option<f64>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { block_len: 4096, max_in_flight: 8 }
+        Tuning { block_len: 4096, max_in_flight: 8, rate: None }
     }
 }

@@ -105,6 +105,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             partition: 0,
             stop: Arc::clone(&job.stop),
             probe: probe.clone(),
+            rate: job.tuning.rate,
         };
         let stats = Arc::clone(&worker_stats);
         worker.dataflow::<u64, _, _>(|scope| {

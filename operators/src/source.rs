@@ -5,9 +5,12 @@
 //! therefore follow input position, the same for any worker count (the determinism the window
 //! state relies on). A worker emits a block only while the dataflow's output frontier is less
 //! than `max_in_flight` blocks behind, so a slow sink pauses reading instead of growing memory.
+//! With a `rate`, block `b` is not emitted before `b · block_len / rate` seconds have passed;
+//! the source then sleeps through timely's delayed activation instead of spinning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
@@ -39,6 +42,17 @@ pub struct SourceConfig {
     pub stop: Arc<AtomicBool>,
     /// Frontier of the end of the dataflow, for backpressure.
     pub probe: ProbeHandle<u64>,
+    /// Offered load in records per second over all workers (`None`: as fast as possible).
+    pub rate: Option<f64>,
+}
+
+impl SourceConfig {
+    /// How long until block `block` is due at the configured rate, measured from `start`.
+    fn wait_for(&self, block: u64, start: Instant) -> Option<Duration> {
+        let rate = self.rate.filter(|r| *r > 0.0)?;
+        let due = Duration::from_secs_f64((block * self.block_len as u64) as f64 / rate);
+        due.checked_sub(start.elapsed()).filter(|d| !d.is_zero())
+    }
 }
 
 /// Blocks a source emits per activation before yielding to other operators.
@@ -58,6 +72,7 @@ pub fn block_source<'s, R: BlockReader>(
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
         let mut next_block: u64 = 0;
+        let start = Instant::now();
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             if cfg.stop.load(Ordering::Relaxed) {
@@ -70,6 +85,11 @@ pub fn block_source<'s, R: BlockReader>(
                 let backlog_limit = next_block.saturating_sub(cfg.max_in_flight);
                 if mine && cfg.probe.less_than(&backlog_limit) {
                     break;
+                }
+                if let Some(wait) = cfg.wait_for(next_block, start).filter(|_| mine) {
+                    cap.downgrade(&next_block);
+                    activator.activate_after(wait);
+                    return;
                 }
                 let mut batches: Vec<EventBatch> = (0..peers)
                     .map(|dest| EventBatch { dest: dest as u32, ingest_ns: now_ns(), ..EventBatch::default() })

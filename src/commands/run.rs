@@ -49,6 +49,23 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Epoch size and offered load: with `--rate`, epochs default to ~10 ms of input so pacing
+/// does not add a whole 4096-event block of latency.
+fn tuning(args: &RunArgs) -> Result<Tuning, UsageError> {
+    let defaults = Tuning::default();
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(UsageError(format!("--rate: {rate} is not a positive number of events/s")));
+        }
+    }
+    let paced_block = args.rate.map(|r| ((r / 100.0) as usize).clamp(1, defaults.block_len));
+    let block_len = args.block_len.or(paced_block).unwrap_or(defaults.block_len);
+    if block_len == 0 {
+        return Err(UsageError("--block-len: must be at least 1".into()));
+    }
+    Ok(Tuning { block_len, rate: args.rate, ..defaults })
+}
+
 /// Runs the job and prints its summary.
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let input = job_input(&args)?;
@@ -65,8 +82,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
     let files =
         Arc::new(OutputFiles::create(&out_dir).with_context(|| format!("creating outputs in {}", out_dir.display()))?);
-    let tuning =
-        Tuning { block_len: args.block_len.unwrap_or(Tuning::default().block_len).max(1), ..Tuning::default() };
+    let tuning = tuning(&args)?;
     let job = ScoringJob {
         input,
         model_path: args.model.clone().unwrap_or_else(default_model_path),

@@ -91,9 +91,14 @@ pub fn block_source<'s, R: BlockReader>(
                     activator.activate_after(wait);
                     return;
                 }
-                let mut batches: Vec<EventBatch> = (0..peers)
-                    .map(|dest| EventBatch { dest: dest as u32, ingest_ns: now_ns(), ..EventBatch::default() })
-                    .collect();
+                let ingest_ns = now_ns();
+                let mut batches: Vec<EventBatch> = if mine {
+                    (0..peers)
+                        .map(|dest| EventBatch { dest: dest as u32, ingest_ns, ..EventBatch::default() })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let read = reader.next_block(cfg.block_len, mine, &mut |bytes, position| {
                     let origin = Origin { partition: cfg.partition, position };
                     parser.parse_into(bytes, origin, &mut batches, index);

@@ -342,6 +342,7 @@ impl UserState {
         let previous_hour = self.events.back().map(|e| clock_hour(self.ts(e)));
         let week_was_empty = self.windows[WEEK].start == index;
         let was_empty = self.windows.map(|agg| agg.start == index);
+        self.grow_gently();
         self.events.push_back(retained(obs, self.base_ms));
         self.remember_day_id(obs.id_hash);
         self.hour_counts[usize::from(obs.hour)] += 1;
@@ -358,6 +359,14 @@ impl UserState {
         }
         if !obs.location_distance.is_nan() {
             self.max_locations.push(index, obs.location_distance);
+        }
+    }
+
+    /// Grows a full buffer by a quarter instead of doubling it: still amortised O(1) per
+    /// event, but unused capacity averages ~10 % of the buffer instead of ~25 %.
+    fn grow_gently(&mut self) {
+        if self.events.len() == self.events.capacity() {
+            self.events.reserve_exact(self.events.len() / 4 + 4);
         }
     }
 
@@ -410,6 +419,7 @@ impl UserState {
     fn insert_out_of_order(&mut self, obs: &Observation) {
         self.ensure_offset_fits(obs.timestamp_ms);
         let at = self.events.partition_point(|e| self.ts(e) <= obs.timestamp_ms);
+        self.grow_gently();
         self.events.insert(at, retained(obs, self.base_ms));
         self.hour_counts[usize::from(obs.hour)] += 1;
         self.rebuild_windows();

@@ -36,14 +36,6 @@ impl JobInput {
         }
     }
 
-    /// Number of records, when known in advance (for progress bars).
-    pub fn expected_records(&self) -> Option<u64> {
-        match self {
-            JobInput::File { .. } => None,
-            JobInput::Generator(cfg) => (cfg.events > 0).then_some(cfg.events),
-        }
-    }
-
     /// Builds this worker's source operator.
     pub fn source<'s>(
         &self,

@@ -246,11 +246,6 @@ impl EventParser {
         EventParser { extras, scratch }
     }
 
-    /// Extra features kept per event.
-    pub fn extras(&self) -> &ExtraFeatures {
-        &self.extras
-    }
-
     /// Parses one record: an event goes to `batches[owner of its user]`, a bad record to
     /// `batches[local]` as a dead letter with the reason.
     pub fn parse_into(&mut self, raw: &[u8], origin: Origin, batches: &mut [EventBatch], local: usize) {

@@ -15,6 +15,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::evaluation::{evaluate, Evaluation};
+use crate::hashing::mix64;
 use crate::model::{
     forward, sigmoid, Dense, InputSpec, Model, ModelError, ModelMetadata, Standardiser, TrainingInfo, KIND_MLP,
 };
@@ -344,10 +345,7 @@ struct SplitMix64(u64);
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        mix64(self.0)
     }
 
     /// Uniform in [0, 1).

@@ -57,7 +57,7 @@ impl DecisionPolicy {
             let mut buf = ryu::Buffer::new();
             out.extend_from_slice(buf.format(batch.scores[i]).as_bytes());
             out.extend_from_slice(b",\"confidence\":");
-            write_f64(out, (self.confidence(score) as f32).into());
+            out.extend_from_slice(buf.format(self.confidence(score) as f32).as_bytes());
             out.extend_from_slice(if block { b",\"decision\":\"block\"" } else { b",\"decision\":\"approve\"" });
             out.extend_from_slice(b",\"reasons\":[");
             write_reasons(out, &batch.windows[i], row.late);

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the streaming job (default: built-in generator → files in out/).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write synthetic labelled events (SPEC §1) as JSON lines.
     Gen(GenArgs),
     /// Train the model on labelled events with the same feature dataflow as `run`.
@@ -83,12 +83,14 @@ pub struct InputArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
-    /// `generator` (default) or `file:PATH`.
+    /// `generator` (default), `file:PATH` or `kafka`.
     #[arg(long)]
     pub source: Option<String>,
-    /// `files` (default: decisions/alerts/dead letters in --out-dir).
+    /// `files` (default: decisions/alerts/dead letters in --out-dir) or `kafka`.
     #[arg(long)]
     pub sink: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Directory of the output files.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -116,11 +118,46 @@ pub struct RunArgs {
     pub generator: GeneratorArgs,
 }
 
+/// Kafka connection and topics of `run` (SPEC §4).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KafkaArgs {
+    /// Kafka brokers, HOST:PORT[,HOST:PORT…] (default 127.0.0.1:9092).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Consumer group whose offsets the job commits (default vigil).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Topic of input events (default anomaly-events).
+    #[arg(long)]
+    pub input_topic: Option<String>,
+    /// Topic of decision records (default anomaly-decisions).
+    #[arg(long)]
+    pub decisions_topic: Option<String>,
+    /// Topic of block decisions (default anomaly-alerts).
+    #[arg(long)]
+    pub alerts_topic: Option<String>,
+    /// Topic of dead letters (default anomaly-dlq).
+    #[arg(long)]
+    pub dlq_topic: Option<String>,
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct GenArgs {
     /// Output file (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `file` (default: --out or standard output) or `kafka` (--brokers, --topic).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Kafka brokers for `--to kafka` (default 127.0.0.1:9092).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Topic for `--to kafka` (default anomaly-events).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Events per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
     #[command(flatten)]
     pub generator: GeneratorArgs,
 }

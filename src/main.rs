@@ -43,7 +43,7 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => commands::run::execute(args),
+        Command::Run(args) => commands::run::execute(*args),
         Command::Gen(args) => commands::gen::execute(args),
         Command::Train(args) => commands::train::execute(args),
         Command::Eval(args) => commands::eval::execute(args),

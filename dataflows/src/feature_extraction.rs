@@ -57,8 +57,8 @@ pub fn extract(
         let window = WindowConfig { rules, extra_count: extras.len(), report: None };
         let sink = Arc::clone(&sink);
         worker.dataflow::<u64, _, _>(|scope| {
-            input
-                .source(scope, parser, source_cfg)
+            let (events, _) = input.source(scope, parser, source_cfg)?;
+            events
                 .window_state(window)
                 .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
                     Pipeline,
@@ -73,10 +73,11 @@ pub fn extract(
                     },
                 )
                 .probe_with(&probe);
-        });
+            Ok::<(), String>(())
+        })
     })?;
     for result in guards.join() {
-        result?;
+        result??;
     }
     let batches = std::mem::take(&mut *collected.lock().unwrap_or_else(|p| p.into_inner()));
     let mut keyed: Vec<(Origin, u32, u32)> = Vec::new();

@@ -1,6 +1,9 @@
-//! Job inputs (file or built-in generator) and the source stream they become.
+//! Job inputs (file, built-in generator or Kafka topic) and the source stream they become.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
 
 use operators::batch::EventBatch;
 use operators::dead_letter::SourceName;
@@ -8,6 +11,9 @@ use operators::event::EventParser;
 use operators::file_source::{LineReader, SharedFile};
 use operators::generator::GeneratorConfig;
 use operators::generator_source::GeneratorReader;
+use operators::kafka_client::{partitions_of_worker, KafkaSettings};
+use operators::kafka_source::{kafka_source, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
+use operators::offsets::OffsetLedger;
 use operators::source::{block_source, SourceConfig};
 use timely::dataflow::{Scope, Stream};
 
@@ -19,7 +25,24 @@ pub enum JobInput {
     File { path: PathBuf, bytes: SharedFile },
     /// The deterministic built-in generator.
     Generator(GeneratorConfig),
+    /// A Kafka topic, its partitions spread over all workers.
+    Kafka(KafkaInput),
 }
+
+/// A Kafka input topic.
+#[derive(Clone, Debug)]
+pub struct KafkaInput {
+    pub settings: KafkaSettings,
+    pub topic: String,
+    /// Partition count of `topic`, read from the broker at start.
+    pub partitions: usize,
+}
+
+/// Parsed events leaving a source.
+pub type EventStream<'s> = Stream<'s, u64, Vec<EventBatch>>;
+
+/// How often completed input offsets are committed while a Kafka job runs.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
 impl JobInput {
     /// Opens a JSON-lines file.
@@ -33,24 +56,42 @@ impl JobInput {
         match self {
             JobInput::File { path, .. } => SourceName::File(path.display().to_string()),
             JobInput::Generator(_) => SourceName::Generator,
+            JobInput::Kafka(kafka) => SourceName::Kafka(kafka.topic.clone()),
         }
     }
 
-    /// Builds this worker's source operator.
+    /// Builds this worker's source operator, and for Kafka the committer of its offsets (to
+    /// be ticked while the worker runs and finished when the dataflow is done).
     pub fn source<'s>(
         &self,
         scope: Scope<'s, u64>,
         parser: EventParser,
         cfg: SourceConfig,
-    ) -> Stream<'s, u64, Vec<EventBatch>> {
-        match self {
+    ) -> Result<(EventStream<'s>, Option<OffsetCommitter>), String> {
+        let stream = match self {
             JobInput::File { bytes, .. } => {
                 block_source(scope, "FileSource", LineReader::new(bytes.clone()), parser, cfg)
             }
             JobInput::Generator(g) => {
                 block_source(scope, "GeneratorSource", GeneratorReader::new(g.clone()), parser, cfg)
             }
-        }
+            JobInput::Kafka(kafka) => {
+                let partitions = partitions_of_worker(kafka.partitions, scope.index(), scope.peers());
+                let consumer = PartitionConsumer::connect(&kafka.settings, &kafka.topic, &partitions)
+                    .map_err(|e| format!("connecting the Kafka consumer of {}: {e}", kafka.topic))?;
+                let consumer = Rc::new(consumer);
+                let ledger = Rc::new(RefCell::new(OffsetLedger::default()));
+                let source_cfg = KafkaSourceConfig {
+                    batch_len: cfg.block_len,
+                    max_open_messages: cfg.block_len as u64 * cfg.max_in_flight,
+                    stop: cfg.stop,
+                    probe: cfg.probe,
+                };
+                let stream = kafka_source(scope, Rc::clone(&consumer), Rc::clone(&ledger), parser, source_cfg);
+                return Ok((stream, Some(OffsetCommitter::new(consumer, ledger, COMMIT_INTERVAL))));
+            }
+        };
+        Ok((stream, None))
     }
 }
 

@@ -10,6 +10,8 @@ use operators::enrich::{EnrichExt, InputLayout};
 use operators::event::EventParser;
 use operators::file_sink::{DiscardSink, OutputFiles, RunStats, SinkExt};
 use operators::infer::InferExt;
+use operators::kafka_client::KafkaSettings;
+use operators::kafka_sink::{KafkaSinkExt, OutputTopics};
 use operators::model::{Model, ModelError};
 use operators::source::SourceConfig;
 use operators::user_state::StateRules;
@@ -26,7 +28,12 @@ pub enum Output {
     Files(Arc<OutputFiles>),
     /// Rendered and dropped (benchmarks).
     Discard,
+    /// Produced to Kafka topics.
+    Kafka { settings: KafkaSettings, topics: OutputTopics },
 }
+
+/// Longest a worker with nothing to do sleeps before checking for offsets to commit.
+const WORKER_PARK: Duration = Duration::from_millis(10);
 
 /// Everything a scoring run needs.
 #[derive(Clone)]
@@ -108,24 +115,30 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             rate: job.tuning.rate,
         };
         let stats = Arc::clone(&worker_stats);
-        worker.dataflow::<u64, _, _>(|scope| {
-            let decided = job
-                .input
-                .source(scope, parser, source_cfg)
-                .window_state(window)
-                .enrich(layout)
-                .infer(model)
-                .decide(policy);
+        let committer = worker.dataflow::<u64, _, _>(|scope| {
+            let (events, committer) = job.input.source(scope, parser, source_cfg)?;
+            let decided = events.window_state(window).enrich(layout).infer(model).decide(policy);
             let done = match &job.output {
                 Output::Files(files) => decided.sink_to(Arc::clone(files), stats),
                 Output::Discard => decided.sink_to(DiscardSink, stats),
+                Output::Kafka { settings, topics } => decided
+                    .kafka_sink(settings, topics.clone(), stats)
+                    .map_err(|e| format!("creating the Kafka producer: {e}"))?,
             };
             done.probe_with(&probe);
-        });
+            Ok::<_, String>(committer)
+        })?;
+        if let Some(mut committer) = committer {
+            while worker.step_or_park(Some(WORKER_PARK)) {
+                committer.tick(&probe);
+            }
+            committer.finish().map_err(|e| format!("committing the final Kafka offsets: {e}"))?;
+        }
+        Ok::<(), String>(())
     })
     .map_err(JobError::Runtime)?;
     for result in guards.join() {
-        result.map_err(JobError::Runtime)?;
+        result.map_err(JobError::Runtime)?.map_err(JobError::Runtime)?;
     }
     let elapsed = started.elapsed();
     let stats = std::mem::take(&mut *stats.lock().unwrap_or_else(|p| p.into_inner()));

@@ -45,6 +45,8 @@ pub struct DeadLetter {
     pub raw: String,
     pub error: String,
     pub origin: Origin,
+    /// The bad message's Kafka key, if it had one (the dead letter is keyed like it).
+    pub key: Option<String>,
 }
 
 /// Most bytes of a bad record kept in its dead letter (SPEC §3).
@@ -54,7 +56,7 @@ impl DeadLetter {
     /// A dead letter of `raw`, cut to the SPEC limit and made valid UTF-8.
     pub fn new(raw: &[u8], error: impl Into<String>, origin: Origin) -> Self {
         let cut = &raw[..raw.len().min(DEAD_LETTER_RAW_LIMIT)];
-        DeadLetter { raw: String::from_utf8_lossy(cut).into_owned(), error: error.into(), origin }
+        DeadLetter { raw: String::from_utf8_lossy(cut).into_owned(), error: error.into(), origin, key: None }
     }
 }
 
@@ -132,6 +134,14 @@ pub struct OutputChunk {
     pub counts: OutputCounts,
     /// Ingest→decision latency of each decision, nanoseconds.
     pub latencies_ns: Vec<u64>,
+    /// Message keys (Kafka): the userId of each decision, the key of each dead letter.
+    pub keys: String,
+    /// Key of each decision line, in `keys`.
+    pub decision_keys: Vec<TextRef>,
+    /// Which decision lines are also alerts (indexes into `decision_keys`).
+    pub alert_rows: Vec<u32>,
+    /// Key of each dead-letter line, in `keys`, if it had one.
+    pub dead_keys: Vec<Option<TextRef>>,
 }
 
 /// What a chunk contains, for summaries and metrics.

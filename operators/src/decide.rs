@@ -7,7 +7,7 @@
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
-use crate::batch::{OutputChunk, ScoredBatch};
+use crate::batch::{OutputChunk, ScoredBatch, TextRef};
 use crate::clock::now_ns;
 use crate::dead_letter::{write_dead_letter, SourceName};
 use crate::json_out::{write_f64, write_str};
@@ -72,16 +72,19 @@ impl DecisionPolicy {
             }
             out.extend_from_slice(b"}\n");
             chunk.latencies_ns.push(latency_ns);
+            chunk.decision_keys.push(TextRef::push(&mut chunk.keys, row.user_id.str(&batch.text)));
             chunk.counts.decisions += 1;
             chunk.counts.late += u64::from(row.late);
             if block {
                 chunk.counts.blocked += 1;
+                chunk.alert_rows.push(i as u32);
                 chunk.alerts.extend_from_slice(&chunk.decisions[start..]);
             }
         }
         let mut scratch = Vec::new();
         for dead in &batch.dead {
             write_dead_letter(&mut chunk.dead_letters, dead, &self.source, &mut scratch);
+            chunk.dead_keys.push(dead.key.as_deref().map(|key| TextRef::push(&mut chunk.keys, key)));
             chunk.counts.dead_letters += 1;
             chunk.counts.duplicates += u64::from(dead.error == "duplicate");
         }

@@ -184,6 +184,20 @@ impl Generator {
         }
     }
 
+    /// Like [`Generator::next_line`], and also sets `key` to the event's userId (the Kafka
+    /// message key).
+    pub fn next_keyed_line(&mut self, out: &mut Vec<u8>, key: &mut Vec<u8>) -> bool {
+        match self.advance() {
+            Some(planned) => {
+                self.render(&planned, out);
+                key.clear();
+                write_user_id(key, planned.user);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Advances past the next event without rendering it: only the decision stream is
     /// drawn, so it costs a fraction of `next_line`. Returns false when exhausted.
     pub fn skip(&mut self) -> bool {
@@ -354,8 +368,8 @@ impl Generator {
         out.extend_from_slice(num.format(p.seq).as_bytes());
         out.extend_from_slice(b"\",\"timestamp\":");
         write_timestamp(out, p.ts_ms, epoch_form);
-        out.extend_from_slice(b",\"userId\":\"user_");
-        out.extend_from_slice(num.format(p.user).as_bytes());
+        out.extend_from_slice(b",\"userId\":\"");
+        write_user_id(out, p.user);
         out.extend_from_slice(b"\",\"value\":");
         write_cents(out, cents);
         out.extend_from_slice(b",\"features\":{\"amount\":");
@@ -374,6 +388,12 @@ impl Generator {
 }
 
 /// What one event is, decided by [`Generator::advance`].
+/// Appends the userId of user number `user`.
+fn write_user_id(out: &mut Vec<u8>, user: u32) {
+    out.extend_from_slice(b"user_");
+    out.extend_from_slice(itoa::Buffer::new().format(user).as_bytes());
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Planned {
     seq: u64,

@@ -129,7 +129,9 @@ impl KeyedState {
             Outcome::Accepted(f) => (f, false),
             Outcome::Late(f) => (f, true),
             Outcome::Duplicate => {
-                out.dead.push(DeadLetter::new(event.raw.str(&batch.text).as_bytes(), "duplicate", event.origin));
+                let mut dead = DeadLetter::new(event.raw.str(&batch.text).as_bytes(), "duplicate", event.origin);
+                dead.key = Some(event.user_id.str(&batch.text).to_owned());
+                out.dead.push(dead);
                 return;
             }
         };

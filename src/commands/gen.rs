@@ -1,12 +1,16 @@
-//! `vigil gen`: synthetic labelled events to a file or standard output.
+//! `vigil gen`: synthetic labelled events to a file, standard output or a Kafka topic.
 
 use std::io::{BufWriter, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use operators::generator::Generator;
+use operators::generator::{Generator, GeneratorConfig};
+use operators::kafka_client::{wait_for_topics, KafkaSettings, LoggingContext, TopicError};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use crate::cli::GenArgs;
-use crate::commands::generator_config;
+use crate::commands::{generator_config, positive_rate, DEFAULT_BROKERS};
 use crate::error::UsageError;
 use crate::progress::Progress;
 
@@ -16,18 +20,51 @@ pub fn execute(args: GenArgs) -> anyhow::Result<()> {
     if cfg.events == 0 {
         return Err(UsageError("--events: gen needs a finite number of events".into()).into());
     }
+    let pacer = Pacer::new(positive_rate(args.rate)?);
+    match args.to.as_deref() {
+        None | Some("file") => write_lines(&args, cfg, pacer),
+        Some("kafka") => produce(&args, cfg, pacer),
+        Some(other) => Err(UsageError(format!("--to: `{other}` is not one of file, kafka")).into()),
+    }
+}
+
+/// Holds a producer to an offered load.
+struct Pacer {
+    rate: Option<f64>,
+    start: Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Self {
+        Pacer { rate, start: Instant::now() }
+    }
+
+    /// Sleeps until `done` events are due.
+    fn wait(&self, done: u64) {
+        if let Some(rate) = self.rate {
+            let due = Duration::from_secs_f64(done as f64 / rate);
+            if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
+}
+
+fn write_lines(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Result<()> {
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 20, sink);
     let progress = Progress::new("generating", Some(cfg.events), args.out.is_some());
+    let chunk = if pacer.rate.is_some() { 1 } else { 1 << 16 };
     let mut generator = Generator::new(cfg);
     let mut line = Vec::with_capacity(1 << 16);
     let mut written = 0u64;
     while generator.next_line(&mut line) {
         written += 1;
-        if line.len() >= 1 << 16 {
+        if line.len() >= chunk {
+            pacer.wait(written);
             out.write_all(&line).context("writing events")?;
             line.clear();
             progress.set(written);
@@ -37,5 +74,59 @@ pub fn execute(args: GenArgs) -> anyhow::Result<()> {
     out.flush().context("writing events")?;
     progress.finish(written);
     tracing::info!(events = written, "generated");
+    Ok(())
+}
+
+/// Produces the events to `--topic`, keyed by userId, at `--rate`.
+fn produce(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Result<()> {
+    let settings = KafkaSettings {
+        brokers: args.brokers.clone().unwrap_or_else(|| DEFAULT_BROKERS.to_owned()),
+        group: "vigil-gen".to_owned(),
+    };
+    let topic = args.topic.clone().unwrap_or_else(|| "anomaly-events".to_owned());
+    match wait_for_topics(&settings, &[&topic], || false) {
+        Ok(_) => {}
+        Err(e @ TopicError::Missing(_)) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    }
+    let producer: ThreadedProducer<LoggingContext> = settings
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "0")
+        .create_with_context(LoggingContext::default())
+        .context("creating the Kafka producer")?;
+    let progress = Progress::new("producing", Some(cfg.events), true);
+    let mut generator = Generator::new(cfg);
+    let (mut line, mut key) = (Vec::with_capacity(1024), Vec::with_capacity(32));
+    let mut sent = 0u64;
+    while generator.next_keyed_line(&mut line, &mut key) {
+        pacer.wait(sent);
+        let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+        let mut record = BaseRecord::to(&topic).key(&key[..]).payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e).context("producing an event"),
+            }
+        }
+        line.clear();
+        sent += 1;
+        if sent.is_multiple_of(4096) {
+            progress.set(sent);
+        }
+    }
+    producer.flush(Duration::from_secs(600)).context("waiting for the broker to acknowledge the events")?;
+    let failed = producer.context().failed_deliveries();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {sent} events were not delivered to {topic}");
+    }
+    progress.finish(sent);
+    tracing::info!(events = sent, topic, "produced");
     Ok(())
 }

@@ -29,6 +29,19 @@ pub fn default_model_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default.safetensors")
 }
 
+/// Where the Kafka brokers are unless `--brokers` says otherwise (scripts/kafka.sh's default).
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// Checks `--rate`: a positive, finite number of events per second, if given.
+pub fn positive_rate(rate: Option<f64>) -> Result<Option<f64>, UsageError> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0) => {
+            Err(UsageError(format!("--rate: {r} is not a positive number of events/s")))
+        }
+        other => Ok(other),
+    }
+}
+
 /// Generator settings from flags, with SPEC defaults.
 pub fn generator_config(args: &GeneratorArgs) -> Result<GeneratorConfig, UsageError> {
     let defaults = GeneratorConfig::default();

@@ -1,31 +1,84 @@
 //! `vigil run`: the streaming job, with a summary at the end.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use dataflows::input::{JobInput, Tuning};
+use dataflows::input::{JobInput, KafkaInput, Tuning};
 use dataflows::scoring::{self, Output, ScoringJob, ScoringReport};
 use operators::file_sink::OutputFiles;
+use operators::kafka_client::{wait_for_topics, KafkaSettings, TopicError};
+use operators::kafka_sink::OutputTopics;
 use operators::user_state::StateRules;
 
-use crate::cli::RunArgs;
-use crate::commands::{default_model_path, generator_config, timely_config};
+use crate::cli::{KafkaArgs, RunArgs};
+use crate::commands::{default_model_path, generator_config, positive_rate, timely_config, DEFAULT_BROKERS};
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;
 
+/// Kafka settings and topic names from flags, with SPEC §4 defaults.
+struct KafkaPlan {
+    settings: KafkaSettings,
+    input_topic: String,
+    outputs: OutputTopics,
+}
+
+impl KafkaPlan {
+    fn from_args(args: &KafkaArgs) -> Self {
+        let or = |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
+        KafkaPlan {
+            settings: KafkaSettings { brokers: or(&args.brokers, DEFAULT_BROKERS), group: or(&args.group, "vigil") },
+            input_topic: or(&args.input_topic, "anomaly-events"),
+            outputs: OutputTopics {
+                decisions: or(&args.decisions_topic, "anomaly-decisions"),
+                alerts: or(&args.alerts_topic, "anomaly-alerts"),
+                dead_letters: or(&args.dlq_topic, "anomaly-dlq"),
+            },
+        }
+    }
+
+    /// Waits for the brokers and checks the topics this run uses; returns the input topic's
+    /// partition count when it is read.
+    fn check_topics(&self, read: bool, write: bool, stop: &AtomicBool) -> anyhow::Result<Option<usize>> {
+        let mut topics = Vec::new();
+        if read {
+            topics.push(self.input_topic.as_str());
+        }
+        if write {
+            topics.extend(
+                [&self.outputs.decisions, &self.outputs.alerts, &self.outputs.dead_letters].map(String::as_str),
+            );
+        }
+        if topics.is_empty() {
+            return Ok(None);
+        }
+        match wait_for_topics(&self.settings, &topics, || stop.load(Ordering::Relaxed)) {
+            Ok(counts) => Ok(read.then(|| counts[0])),
+            Err(e @ TopicError::Missing(_)) => Err(UsageError(e.to_string()).into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Where `--source` reads from.
-fn job_input(args: &RunArgs) -> anyhow::Result<JobInput> {
+fn job_input(args: &RunArgs, kafka: &KafkaPlan, partitions: Option<usize>) -> anyhow::Result<JobInput> {
     let source = args.source.as_deref().unwrap_or("generator");
     if source == "generator" {
         return Ok(JobInput::Generator(generator_config(&args.generator)?));
+    }
+    if source == "kafka" {
+        return Ok(JobInput::Kafka(KafkaInput {
+            settings: kafka.settings.clone(),
+            topic: kafka.input_topic.clone(),
+            partitions: partitions.expect("the input topic was checked"),
+        }));
     }
     if let Some(path) = source.strip_prefix("file:") {
         return JobInput::file(PathBuf::from(path))
             .map_err(|e| UsageError(format!("--source {source}: cannot read {path}: {e}")).into());
     }
-    Err(UsageError(format!("--source: `{source}` is not one of generator, file:PATH")).into())
+    Err(UsageError(format!("--source: `{source}` is not one of generator, file:PATH, kafka")).into())
 }
 
 /// State rules from `--lateness`.
@@ -53,11 +106,7 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 /// does not add a whole 4096-event block of latency.
 fn tuning(args: &RunArgs) -> Result<Tuning, UsageError> {
     let defaults = Tuning::default();
-    if let Some(rate) = args.rate {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(UsageError(format!("--rate: {rate} is not a positive number of events/s")));
-        }
-    }
+    positive_rate(args.rate)?;
     let paced_block = args.rate.map(|r| ((r / 100.0) as usize).clamp(1, defaults.block_len));
     let block_len = args.block_len.or(paced_block).unwrap_or(defaults.block_len);
     if block_len == 0 {
@@ -68,41 +117,62 @@ fn tuning(args: &RunArgs) -> Result<Tuning, UsageError> {
 
 /// Runs the job and prints its summary.
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
-    let input = job_input(&args)?;
-    match args.sink.as_deref() {
-        None | Some("files") => {}
-        Some(other) => return Err(UsageError(format!("--sink: `{other}` is not `files`")).into()),
-    }
+    let kafka = KafkaPlan::from_args(&args.kafka);
+    let read_kafka = args.source.as_deref() == Some("kafka");
+    let write_kafka = match args.sink.as_deref() {
+        None | Some("files") => false,
+        Some("kafka") => true,
+        Some(other) => return Err(UsageError(format!("--sink: `{other}` is not one of files, kafka")).into()),
+    };
     if let Some(t) = args.threshold {
         if !(0.0..=1.0).contains(&t) {
             return Err(UsageError(format!("--threshold: {t} is outside [0, 1]")).into());
         }
     }
     let timely = timely_config(&args.cluster)?;
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
-    let files =
-        Arc::new(OutputFiles::create(&out_dir).with_context(|| format!("creating outputs in {}", out_dir.display()))?);
     let tuning = tuning(&args)?;
+    let rules = state_rules(args.lateness.as_deref())?;
+    let stop = stop_flag()?;
+    let partitions = kafka.check_topics(read_kafka, write_kafka, &stop)?;
+    let input = job_input(&args, &kafka, partitions)?;
+    let (output, files) = if write_kafka {
+        (Output::Kafka { settings: kafka.settings.clone(), topics: kafka.outputs.clone() }, None)
+    } else {
+        let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
+        let files = Arc::new(
+            OutputFiles::create(&out_dir).with_context(|| format!("creating outputs in {}", out_dir.display()))?,
+        );
+        (Output::Files(Arc::clone(&files)), Some(files))
+    };
     let job = ScoringJob {
         input,
         model_path: args.model.clone().unwrap_or_else(default_model_path),
         threshold: args.threshold,
-        rules: state_rules(args.lateness.as_deref())?,
+        rules,
         emit_features: args.emit_features,
-        output: Output::Files(Arc::clone(&files)),
-        stop: stop_flag()?,
+        output,
+        stop,
         tuning,
     };
     let report = scoring::run(job, timely).map_err(|e| match e {
         scoring::JobError::Runtime(_) => anyhow::Error::new(e),
         other => UsageError(other.to_string()).into(),
     })?;
-    files.flush().context("flushing output files")?;
-    print_summary(&report, files.paths());
+    let destinations: Vec<String> = match &files {
+        Some(files) => {
+            files.flush().context("flushing output files")?;
+            files.paths().iter().map(|p| p.display().to_string()).collect()
+        }
+        None => [&kafka.outputs.decisions, &kafka.outputs.alerts, &kafka.outputs.dead_letters]
+            .iter()
+            .map(|topic| format!("kafka topic {topic}"))
+            .collect(),
+    };
+    print_summary(&report, &destinations);
     Ok(())
 }
 
-fn print_summary(report: &ScoringReport, paths: &[PathBuf; 3]) {
+fn print_summary(report: &ScoringReport, destinations: &[String]) {
     let c = &report.stats.counts;
     let records = c.decisions + c.dead_letters;
     let secs = report.elapsed.as_secs_f64();
@@ -124,7 +194,7 @@ fn print_summary(report: &ScoringReport, paths: &[PathBuf; 3]) {
         s.bytes as f64 / (1 << 20) as f64,
         s.evicted_users
     );
-    for (label, path) in ["decisions", "alerts", "dead letters"].iter().zip(paths) {
-        println!("  {label:<16} {}", path.display());
+    for (label, destination) in ["decisions", "alerts", "dead letters"].iter().zip(destinations) {
+        println!("  {label:<16} {destination}");
     }
 }

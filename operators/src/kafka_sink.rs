@@ -1,0 +1,255 @@
+//! The Kafka sink: decisions, alerts and dead letters to their topics, each epoch held open
+//! until the broker has acknowledged all of its messages.
+//!
+//! The producer is idempotent (no duplicates from its own retries), keyed by userId (a user's
+//! decisions stay in order in one partition), LZ4-compressed and lingering a few milliseconds
+//! to form batches. It never gives up on a message by timing out, so a broker outage only
+//! delays delivery. The sink keeps a capability for every epoch with messages in flight; the
+//! end-of-dataflow frontier therefore means "delivered", which is what the source commits
+//! offsets against (at-least-once) and what bounds in-flight data (backpressure). A full
+//! producer queue is not waited on: the rest of the chunk stays in a backlog and the operator
+//! retries on its next activation.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::Stream;
+
+use crate::batch::{OutputChunk, TextRef};
+use crate::file_sink::RunStats;
+use crate::kafka_client::{KafkaSettings, LoggingContext};
+
+/// How often a sink with messages in flight looks for acknowledgements.
+const ACK_POLL: Duration = Duration::from_millis(1);
+
+/// Output topics (SPEC §4).
+#[derive(Clone, Debug)]
+pub struct OutputTopics {
+    pub decisions: String,
+    pub alerts: String,
+    pub dead_letters: String,
+}
+
+/// Messages in flight per epoch, and the first delivery failure.
+///
+/// Counts are signed because an acknowledgement can arrive (on the producer's thread) before
+/// the sending side has added the batch it belongs to; an epoch is settled when its count is
+/// back to zero, and the sink only asks after adding.
+#[derive(Default)]
+struct Deliveries {
+    in_flight: Mutex<BTreeMap<u64, i64>>,
+    failure: Mutex<Option<String>>,
+}
+
+impl Deliveries {
+    fn add(&self, epoch: u64, messages: i64) {
+        if messages == 0 {
+            return;
+        }
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let count = in_flight.entry(epoch).or_default();
+        *count += messages;
+        if *count == 0 {
+            in_flight.remove(&epoch);
+        }
+    }
+}
+
+/// Producer context: logging plus delivery accounting.
+struct DeliveryContext {
+    logging: LoggingContext,
+    deliveries: Arc<Deliveries>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.logging.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.logging.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        match result {
+            Ok(_) => self.deliveries.add(epoch as u64, -1),
+            Err((error, _)) => {
+                let mut failure = self.deliveries.failure.lock().unwrap_or_else(|p| p.into_inner());
+                failure.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+/// Where the sink is in a chunk it could not send completely.
+#[derive(Default)]
+struct Cursor {
+    section: usize,
+    byte: usize,
+    row: usize,
+}
+
+struct Producer {
+    producer: ThreadedProducer<DeliveryContext>,
+    deliveries: Arc<Deliveries>,
+    topics: OutputTopics,
+}
+
+impl Producer {
+    fn connect(settings: &KafkaSettings, topics: OutputTopics) -> Result<Self, KafkaError> {
+        let deliveries = Arc::new(Deliveries::default());
+        let context = DeliveryContext { logging: LoggingContext::default(), deliveries: Arc::clone(&deliveries) };
+        let producer = settings
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "0")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .create_with_context(context)?;
+        Ok(Producer { producer, deliveries, topics })
+    }
+
+    /// Sends the rest of `chunk` from `cursor`; false when the producer queue filled up first.
+    fn send_chunk(&self, epoch: u64, chunk: &OutputChunk, cursor: &mut Cursor) -> bool {
+        while let Some((topic, lines)) = self.section(chunk, cursor.section) {
+            let mut sent = 0;
+            let mut complete = true;
+            while cursor.byte < lines.len() {
+                let end = memchr::memchr(b'\n', &lines[cursor.byte..]).map_or(lines.len(), |i| cursor.byte + i);
+                let payload = &lines[cursor.byte..end];
+                let key = section_key(chunk, cursor.section, cursor.row).map(|k| k.str(&chunk.keys).as_bytes());
+                let mut record = BaseRecord::with_opaque_to(topic, epoch as usize).payload(payload);
+                if let Some(key) = key {
+                    record = record.key(key);
+                }
+                match self.producer.send(record) {
+                    Ok(()) => {
+                        sent += 1;
+                        cursor.byte = end + 1;
+                        cursor.row += 1;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        complete = false;
+                        break;
+                    }
+                    Err((e, _)) => panic!("Kafka producer refused a message for {topic}: {e}"),
+                }
+            }
+            self.deliveries.add(epoch, sent);
+            if !complete {
+                return false;
+            }
+            *cursor = Cursor { section: cursor.section + 1, ..Cursor::default() };
+        }
+        true
+    }
+
+    /// Topic and lines of section `index` of a chunk: decisions, alerts, dead letters.
+    fn section<'c>(&'c self, chunk: &'c OutputChunk, index: usize) -> Option<(&'c str, &'c [u8])> {
+        match index {
+            0 => Some((&self.topics.decisions, &chunk.decisions)),
+            1 => Some((&self.topics.alerts, &chunk.alerts)),
+            2 => Some((&self.topics.dead_letters, &chunk.dead_letters)),
+            _ => None,
+        }
+    }
+
+    fn in_flight(&self, epoch: u64) -> bool {
+        self.deliveries.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&epoch)
+    }
+
+    fn check_failure(&self) {
+        if let Some(failure) = self.deliveries.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            panic!("Kafka delivery failed: {failure}; offsets after the last delivered epoch stay uncommitted");
+        }
+    }
+}
+
+/// Message key of line `row` of section `section` (see [`Producer::section`]).
+fn section_key(chunk: &OutputChunk, section: usize, row: usize) -> Option<TextRef> {
+    match section {
+        0 => Some(chunk.decision_keys[row]),
+        1 => Some(chunk.decision_keys[chunk.alert_rows[row] as usize]),
+        _ => chunk.dead_keys[row],
+    }
+}
+
+/// Extension trait: `chunks.kafka_sink(settings, topics, stats)`.
+pub trait KafkaSinkExt<'s> {
+    /// Produces every chunk to Kafka; the returned stream's frontier passes an epoch once all of
+    /// its messages are acknowledged. Merges this worker's stats into `stats` at the end.
+    fn kafka_sink(
+        self,
+        settings: &KafkaSettings,
+        topics: OutputTopics,
+        stats: Arc<Mutex<RunStats>>,
+    ) -> Result<Stream<'s, u64, Vec<()>>, KafkaError>;
+}
+
+impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
+    fn kafka_sink(
+        self,
+        settings: &KafkaSettings,
+        topics: OutputTopics,
+        stats: Arc<Mutex<RunStats>>,
+    ) -> Result<Stream<'s, u64, Vec<()>>, KafkaError> {
+        let producer = Producer::connect(settings, topics)?;
+        let scope = self.scope();
+        Ok(self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            Pipeline,
+            "KafkaSink",
+            move |_, info| {
+                let activator = scope.activator_for(info.address);
+                let mut held: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+                let mut backlog: VecDeque<(u64, OutputChunk)> = VecDeque::new();
+                let mut cursor = Cursor::default();
+                let mut mine = RunStats::default();
+                let mut merged = false;
+                move |(input, frontier), output| {
+                    input.for_each_stamp(|cap, data| {
+                        let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                        let epoch = *cap.time();
+                        held.entry(epoch).or_insert(cap);
+                        for chunk in data.flat_map(|d| d.drain(..)) {
+                            mine.record(&chunk);
+                            backlog.push_back((epoch, chunk));
+                        }
+                    });
+                    while let Some((epoch, chunk)) = backlog.front() {
+                        if !producer.send_chunk(*epoch, chunk, &mut cursor) {
+                            break;
+                        }
+                        backlog.pop_front();
+                        cursor = Cursor::default();
+                    }
+                    producer.check_failure();
+                    let oldest_backlog = backlog.front().map(|(epoch, _)| *epoch);
+                    held.retain(|epoch, _| {
+                        frontier.less_equal(epoch)
+                            || oldest_backlog.is_some_and(|b| b <= *epoch)
+                            || producer.in_flight(*epoch)
+                    });
+                    if !held.is_empty() {
+                        activator.activate_after(ACK_POLL);
+                    } else if frontier.is_empty() && !merged {
+                        merged = true;
+                        stats.lock().unwrap_or_else(|p| p.into_inner()).merge(&mine);
+                    }
+                }
+            },
+        ))
+    }
+}

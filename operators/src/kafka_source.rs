@@ -1,0 +1,210 @@
+//! The Kafka source: each worker reads its own partitions and commits their offsets only once
+//! everything derived from them has been delivered.
+//!
+//! Partitions are assigned explicitly (partition p → global worker p mod workers), so every
+//! worker of every process takes part and no group rebalance can move a partition mid-epoch.
+//! Epochs are wall-clock milliseconds: a worker stamps what it reads with the current
+//! millisecond and moves its capability forward even when idle, so the dataflow's frontier
+//! (and with it the window state) advances on every worker. Reads are non-blocking polls in
+//! batches; while more than `max_open_messages` messages are emitted but not yet delivered,
+//! the worker stops polling (backpressure) instead of buffering.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::source;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::{Scope, Stream};
+
+use crate::batch::{EventBatch, Origin};
+use crate::clock::now_ns;
+use crate::event::EventParser;
+use crate::kafka_client::{KafkaSettings, LoggingContext};
+use crate::offsets::{OffsetLedger, PartitionOffsets};
+
+/// How long an idle or paused source waits before polling again.
+const IDLE_POLL: Duration = Duration::from_millis(1);
+
+/// One worker's consumer of its assigned partitions of the input topic.
+pub struct PartitionConsumer {
+    consumer: BaseConsumer<LoggingContext>,
+    topic: String,
+}
+
+impl PartitionConsumer {
+    /// Connects and assigns `partitions` of `topic`, each starting at the group's committed
+    /// offset (or the earliest one when the group has none).
+    pub fn connect(settings: &KafkaSettings, topic: &str, partitions: &[i32]) -> KafkaResult<Self> {
+        let consumer: BaseConsumer<LoggingContext> = settings
+            .client_config()
+            .set("group.id", &settings.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "20")
+            .set("queued.max.messages.kbytes", "16384")
+            .create_with_context(LoggingContext::default())?;
+        let mut assignment = TopicPartitionList::new();
+        for &partition in partitions {
+            assignment.add_partition_offset(topic, partition, Offset::Stored)?;
+        }
+        consumer.assign(&assignment)?;
+        Ok(PartitionConsumer { consumer, topic: topic.to_owned() })
+    }
+
+    /// Commits `offsets` (next offsets to read) for the group.
+    pub fn commit(&self, offsets: &PartitionOffsets, mode: CommitMode) -> KafkaResult<()> {
+        let mut list = TopicPartitionList::new();
+        for (&partition, &next) in offsets {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
+        }
+        self.consumer.commit(&list, mode)
+    }
+}
+
+/// Commits completed offsets every `interval` while the job runs and all of them at the end.
+pub struct OffsetCommitter {
+    consumer: Rc<PartitionConsumer>,
+    ledger: Rc<RefCell<OffsetLedger>>,
+    interval: Duration,
+    last: Instant,
+}
+
+impl OffsetCommitter {
+    pub fn new(consumer: Rc<PartitionConsumer>, ledger: Rc<RefCell<OffsetLedger>>, interval: Duration) -> Self {
+        OffsetCommitter { consumer, ledger, interval, last: Instant::now() }
+    }
+
+    /// Commits what the end of the dataflow (`probe`) has passed, at most once per interval.
+    pub fn tick(&mut self, probe: &ProbeHandle<u64>) {
+        if self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = Instant::now();
+        let mut ledger = self.ledger.borrow_mut();
+        ledger.complete(|epoch| probe.less_equal(&epoch));
+        if let Some(offsets) = ledger.to_commit() {
+            match self.consumer.commit(&offsets, CommitMode::Async) {
+                Ok(()) => ledger.committed(&offsets),
+                Err(e) => tracing::warn!(target: "vigil::kafka", "offset commit failed, will retry: {e}"),
+            }
+        }
+    }
+
+    /// After the dataflow has finished: commits every completed offset and waits for the broker.
+    pub fn finish(&mut self) -> KafkaResult<()> {
+        let mut ledger = self.ledger.borrow_mut();
+        ledger.complete(|_| false);
+        match ledger.to_commit() {
+            Some(offsets) => {
+                self.consumer.commit(&offsets, CommitMode::Sync)?;
+                ledger.committed(&offsets);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Settings of the Kafka source operator.
+#[derive(Clone)]
+pub struct KafkaSourceConfig {
+    /// Most messages read per activation (one batch per destination worker).
+    pub batch_len: usize,
+    /// Most messages emitted but not yet delivered before the worker pauses reading.
+    pub max_open_messages: u64,
+    /// Set on SIGINT/SIGTERM: the source stops and the dataflow drains.
+    pub stop: Arc<AtomicBool>,
+    /// Frontier of the end of the dataflow (delivered output).
+    pub probe: ProbeHandle<u64>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The ingest instant, on [`now_ns`]'s clock, of a message produced at `produced_ms` (Unix
+/// milliseconds): latency is then measured from produce time, not from when vigil read it.
+fn ingest_ns_of(produced_ms: i64) -> u64 {
+    let age_ms = (unix_ms() as i64).saturating_sub(produced_ms).max(0) as u64;
+    now_ns().saturating_sub(age_ms * 1_000_000)
+}
+
+/// Builds this worker's Kafka source over `consumer`, noting emitted offsets in `ledger`.
+pub fn kafka_source<'s>(
+    scope: Scope<'s, u64>,
+    consumer: Rc<PartitionConsumer>,
+    ledger: Rc<RefCell<OffsetLedger>>,
+    mut parser: EventParser,
+    cfg: KafkaSourceConfig,
+) -> Stream<'s, u64, Vec<EventBatch>> {
+    let index = scope.index();
+    let peers = scope.peers();
+    source::<u64, CapacityContainerBuilder<Vec<EventBatch>>, _, _>(scope, "KafkaSource", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut capability = Some(capability);
+        move |output| {
+            let Some(cap) = capability.as_mut() else { return };
+            if cfg.stop.load(Ordering::Relaxed) {
+                capability = None;
+                return;
+            }
+            let mut ledger = ledger.borrow_mut();
+            ledger.complete(|epoch| cfg.probe.less_equal(&epoch));
+            let epoch = unix_ms().max(*cap.time());
+            cap.downgrade(&epoch);
+            if ledger.open_messages() >= cfg.max_open_messages {
+                activator.activate_after(IDLE_POLL);
+                return;
+            }
+            let mut batches: Vec<EventBatch> =
+                (0..peers).map(|dest| EventBatch { dest: dest as u32, ..EventBatch::default() }).collect();
+            let mut oldest_produced_ms = i64::MAX;
+            let mut read = 0;
+            while read < cfg.batch_len {
+                let message = match consumer.consumer.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(e)) => {
+                        consumer.consumer.context().report(&format!("reading {}: {e}", consumer.topic));
+                        break;
+                    }
+                    Some(Ok(message)) => message,
+                };
+                let origin = Origin { partition: message.partition() as u32, position: message.offset() as u64 };
+                let dead_before = batches[index].dead.len();
+                parser.parse_into(message.payload().unwrap_or_default(), origin, &mut batches, index);
+                if let (Some(dead), Some(key)) = (batches[index].dead.get_mut(dead_before), message.key()) {
+                    dead.key = Some(String::from_utf8_lossy(key).into_owned());
+                }
+                if let Some(produced_ms) = message.timestamp().to_millis() {
+                    oldest_produced_ms = oldest_produced_ms.min(produced_ms);
+                }
+                ledger.record(epoch, message.partition(), message.offset());
+                read += 1;
+            }
+            if read > 0 {
+                let ingest_ns =
+                    if oldest_produced_ms == i64::MAX { now_ns() } else { ingest_ns_of(oldest_produced_ms) };
+                let mut session = output.session(&*cap);
+                for mut batch in batches.into_iter().filter(|b| !b.events.is_empty() || !b.dead.is_empty()) {
+                    batch.ingest_ns = ingest_ns;
+                    session.give(batch);
+                }
+            }
+            if read == cfg.batch_len {
+                activator.activate();
+            } else {
+                activator.activate_after(IDLE_POLL);
+            }
+        }
+    })
+}

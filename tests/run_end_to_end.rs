@@ -3,28 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use operators::generator::{Generator, GeneratorConfig};
 use serde_json::Value;
+use support::{bad_lines, generate, vigil};
 
-fn vigil() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("RUST_LOG", "warn");
-    cmd
-}
-
-fn generate(events: u64, users: u32, seed: u64) -> Vec<Vec<u8>> {
-    let cfg = GeneratorConfig { events, users, seed, ..GeneratorConfig::default() };
-    let mut generator = Generator::new(cfg);
-    let mut lines = Vec::new();
-    let mut line = Vec::new();
-    while generator.next_line(&mut line) {
-        line.pop();
-        lines.push(std::mem::take(&mut line));
-    }
-    lines
-}
+mod support;
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -38,30 +21,6 @@ fn run_file(input: &Path, out: &Path, extra: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "vigil run failed: {status}");
-}
-
-/// Every malformed kind of SPEC §1, each with the words its dead letter must contain.
-fn bad_lines() -> Vec<(Vec<u8>, &'static str)> {
-    let ok = r#""eventId":"bad-N","userId":"user_1","timestamp":"2026-01-02T00:00:00Z""#;
-    vec![
-        (b"this is not json".to_vec(), "expected"),
-        (b"".to_vec(), "empty"),
-        (br#"{"eventId":"x","userId":"u"#.to_vec(), "EOF"),
-        (br#"{"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing eventId"),
-        (br#"{"eventId":"e","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing userId"),
-        (br#"{"eventId":"e","userId":"u","features":{"amount":1}}"#.to_vec(), "missing timestamp"),
-        (format!(r#"{{{ok},"features":{{"hour_of_day":3}}}}"#).into_bytes(), "missing features.amount"),
-        (format!(r#"{{{ok},"features":{{"amount":"12.5"}}}}"#).into_bytes(), "features.amount"),
-        (br#"{"eventId":7,"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "eventId"),
-        (format!(r#"{{{ok},"features":{{"amount":NaN}}}}"#).into_bytes(), "expected"),
-        (format!(r#"{{{ok},"features":{{"amount":1e400}}}}"#).into_bytes(), "out of range"),
-        (br#"{"eventId":"e","userId":"u","timestamp":"soon","features":{"amount":1}}"#.to_vec(), "timestamp"),
-        (
-            b"{\"eventId\":\"\xff\xfe\",\"userId\":\"u\",\"timestamp\":1,\"features\":{\"amount\":1}}".to_vec(),
-            "not valid UTF-8",
-        ),
-        ([b"{\"eventId\":\"e\",\"pad\":\"".to_vec(), vec![b'x'; (1 << 20) + 10], b"\"}".to_vec()].concat(), "1 MiB"),
-    ]
 }
 
 #[test]

@@ -1,0 +1,178 @@
+//! End to end through a real Kafka-protocol broker (nisshi, started by `scripts/kafka.sh`):
+//! conservation with malformed messages over several partitions and workers, a SIGTERM and
+//! restart in mid-stream, and a broker restart while the job runs. The output is checked by
+//! an independent consumer (plain rdkafka) against the input the test produced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::kafka::{Broker, OutputReader, Outputs, Records, ALERTS, DECISIONS, DLQ};
+use support::{bad_lines, generate_keyed, vigil};
+
+mod support;
+
+const PARTITIONS: i32 = 4;
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn start_job(broker: &Broker) -> Child {
+    vigil()
+        .args(["run", "--source", "kafka", "--sink", "kafka", "--brokers", &broker.brokers(), "--workers", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then the job must drain, commit and exit 0 within two minutes.
+fn stop_job(job: Child) -> String {
+    let pid = job.id().to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(job.wait_with_output()));
+    let Ok(out) = receiver.recv_timeout(Duration::from_secs(120)) else {
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("vigil run (pid {pid}) did not exit within 120 s of SIGTERM");
+    };
+    let out = out.unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "vigil run exited with {} after SIGTERM:\n{summary}", out.status);
+    summary
+}
+
+fn event_ids(values: &[Value]) -> Vec<String> {
+    values.iter().map(|v| v["eventId"].as_str().unwrap().to_owned()).collect()
+}
+
+fn unique_decisions(outputs: &Outputs) -> usize {
+    outputs.decided.len()
+}
+
+/// Valid generated events keyed by userId, and their eventIds.
+fn valid_input(events: u64, seed: u64) -> (Records, BTreeSet<String>) {
+    let records = generate_keyed(events, events as u32 / 50, seed);
+    let ids = records
+        .iter()
+        .map(|(_, line)| serde_json::from_slice::<Value>(line).unwrap()["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    (records.into_iter().map(|(k, l)| (Some(k), l)).collect(), ids)
+}
+
+#[test]
+fn a_million_events_with_malformed_ones_are_all_accounted_for() {
+    let broker = Broker::start(PARTITIONS as u32);
+    let (good, valid_ids) = valid_input(1_000_000, 21);
+    let bad = bad_lines();
+    let huge = bad.iter().position(|(line, _)| line.len() > 1 << 20).unwrap();
+    let mut records = Vec::with_capacity(good.len() * 102 / 100);
+    let mut expected_dead: BTreeMap<String, (&str, usize)> = BTreeMap::new();
+    let mut huge_left = 3;
+    for (i, record) in good.into_iter().enumerate() {
+        records.push(record);
+        if i % 80 == 7 {
+            let mut kind = (i / 80) % bad.len();
+            if kind == huge {
+                if huge_left == 0 {
+                    kind = (kind + 1) % bad.len();
+                }
+                huge_left -= usize::from(kind == huge);
+            }
+            let (line, reason) = &bad[kind];
+            let key = (i % 160 == 7).then(|| b"user_bad".to_vec());
+            records.push((key, line.clone()));
+            let raw = String::from_utf8_lossy(&line[..line.len().min(65_536)]).into_owned();
+            expected_dead.entry(raw).or_insert((reason, 0)).1 += 1;
+        }
+    }
+    let bad_count: usize = expected_dead.values().map(|(_, n)| n).sum();
+    assert!(bad_count * 100 >= records.len(), "fewer than 1 % malformed messages");
+
+    let job = start_job(&broker);
+    broker.produce(&records, None);
+    let mut reader = OutputReader::new(&broker);
+    reader.read_until(LIMIT, |o| unique_decisions(o) >= valid_ids.len() && o.topic(DLQ).len() >= bad_count);
+    let summary = stop_job(job);
+    reader.read_to_end();
+    let outputs = &reader.outputs;
+
+    let decided = event_ids(outputs.topic(DECISIONS));
+    assert_eq!(decided.len(), valid_ids.len(), "a valid event was decided more than once");
+    assert_eq!(decided.into_iter().collect::<BTreeSet<_>>(), valid_ids, "decisions differ from the valid input");
+    let dead = outputs.topic(DLQ);
+    assert_eq!(dead.len(), bad_count, "dead letters differ from the malformed input");
+    for letter in dead {
+        let raw = letter["raw"].as_str().unwrap();
+        let (reason, _) = expected_dead.get(raw).unwrap_or_else(|| panic!("unexpected dead letter {letter}"));
+        let error = letter["error"].as_str().unwrap();
+        assert!(error.contains(reason), "dead letter error `{error}` lacks `{reason}`");
+        let source = letter["source"].as_str().unwrap();
+        assert!(source.starts_with("anomaly-events/"), "dead letter source `{source}` is not TOPIC/PARTITION/OFFSET");
+    }
+    let blocked: BTreeSet<String> = outputs
+        .topic(DECISIONS)
+        .iter()
+        .filter(|d| d["decision"] == "block")
+        .map(|d| d["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    let alerted = event_ids(outputs.topic(ALERTS));
+    assert!(!blocked.is_empty());
+    assert_eq!(alerted.len(), blocked.len(), "alerts are not one per block decision");
+    assert_eq!(alerted.into_iter().collect::<BTreeSet<_>>(), blocked);
+    let committed = broker.committed("vigil", PARTITIONS);
+    let ends = broker.end_offsets(PARTITIONS);
+    assert_eq!(committed, ends.iter().map(|&e| Some(e)).collect::<Vec<_>>(), "committed offsets after a clean stop");
+    assert!(summary.contains("vigil run summary"), "{summary}");
+}
+
+/// Streams 200k events through a job at 25k events/s, disturbs it once 50k decisions are out
+/// (while input is still arriving), and checks that every event still gets a decision and the
+/// final offsets are committed; returns how many decisions were delivered twice.
+fn survives(seed: u64, disturb: impl FnOnce(&Broker, Child) -> Child) -> usize {
+    let broker = Broker::start(PARTITIONS as u32);
+    let (records, valid_ids) = valid_input(200_000, seed);
+    let job = start_job(&broker);
+    let mut reader = OutputReader::new(&broker);
+    let decided = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| broker.produce(&records, Some(25_000.0)));
+        let producing = |o: &Outputs| {
+            assert!(!producer.is_finished() || o.decided.len() > 50_000, "the test's producer stopped early");
+        };
+        reader.read_until(LIMIT, |o| {
+            producing(o);
+            unique_decisions(o) >= 50_000
+        });
+        let job = disturb(&broker, job);
+        reader.read_until(LIMIT, |o| unique_decisions(o) >= valid_ids.len());
+        producer.join().unwrap();
+        stop_job(job);
+        reader.read_to_end();
+        event_ids(reader.outputs.topic(DECISIONS))
+    });
+    let duplicates = decided.len() - valid_ids.len();
+    assert_eq!(decided.into_iter().collect::<BTreeSet<_>>(), valid_ids, "an event was lost or invented");
+    let ends = broker.end_offsets(PARTITIONS);
+    assert_eq!(broker.committed("vigil", PARTITIONS), ends.iter().map(|&e| Some(e)).collect::<Vec<_>>());
+    duplicates
+}
+
+#[test]
+fn sigterm_in_mid_stream_and_restart_lose_nothing() {
+    let duplicates = survives(22, |broker, job| {
+        stop_job(job);
+        let committed = broker.committed("vigil", PARTITIONS);
+        assert!(committed.iter().any(|c| c.is_some_and(|o| o > 0)), "nothing committed at the stop: {committed:?}");
+        start_job(broker)
+    });
+    println!("decisions delivered twice across the SIGTERM restart: {duplicates}");
+}
+
+#[test]
+fn broker_restart_while_the_job_runs_loses_nothing() {
+    let duplicates = survives(23, |broker, job| {
+        broker.script(&["stop"]);
+        broker.script(&["start"]);
+        job
+    });
+    println!("decisions delivered twice across the broker restart: {duplicates}");
+}

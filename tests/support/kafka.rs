@@ -1,0 +1,226 @@
+//! A private nisshi broker per test (started and stopped by `scripts/kafka.sh`), a producer of
+//! input lines, and an independent consumer of vigil's output topics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+pub const INPUT: &str = "anomaly-events";
+pub const DECISIONS: &str = "anomaly-decisions";
+pub const ALERTS: &str = "anomaly-alerts";
+pub const DLQ: &str = "anomaly-dlq";
+
+/// Input messages as (key, payload).
+pub type Records = Vec<(Option<Vec<u8>>, Vec<u8>)>;
+
+/// A nisshi broker on a free loopback port with its own data directory, stopped on drop.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker and creates the SPEC §4 topics with `partitions` partitions.
+    pub fn start(partitions: u32) -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let broker = Broker { port, dir: tempfile::tempdir().unwrap() };
+        broker.script(&["start"]);
+        broker.script(&["topics", &partitions.to_string()]);
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `scripts/kafka.sh ARGS` against this broker; panics with its output on failure.
+    pub fn script(&self, args: &[&str]) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_DIR", self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh {args:?} failed (is nisshi installed? `scripts/kafka.sh install`):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produces `records` (key, payload) to the input topic, at most `rate` per second when
+    /// given, and waits for the acknowledgements.
+    pub fn produce(&self, records: &Records, rate: Option<f64>) {
+        let start = Instant::now();
+        let producer: ThreadedProducer<_> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "8388608")
+            .set("message.timeout.ms", "0")
+            .create()
+            .unwrap();
+        for (i, (key, payload)) in records.iter().enumerate() {
+            if let Some(rate) = rate.filter(|_| i % 1000 == 0) {
+                let due = Duration::from_secs_f64(i as f64 / rate);
+                std::thread::sleep(due.saturating_sub(start.elapsed()));
+            }
+            let mut record = BaseRecord::<[u8], [u8]>::to(INPUT).payload(payload);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        assert!(e.to_string().contains("Queue full"), "produce failed: {e}");
+                        record = back;
+                        producer.poll(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(300)).expect("the broker acknowledged every input message");
+    }
+
+    /// The committed next offset of `group` for each partition of the input topic (None: none).
+    pub fn committed(&self, group: &str, partitions: i32) -> Vec<Option<i64>> {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", self.brokers()).set("group.id", group).create().unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(INPUT, p);
+        }
+        let list = consumer.committed_offsets(list, Duration::from_secs(30)).unwrap();
+        (0..partitions)
+            .map(|p| match list.find_partition(INPUT, p).unwrap().offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// End offsets (high watermarks) of the input topic's partitions.
+    pub fn end_offsets(&self, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.brokers()).create().unwrap();
+        (0..partitions).map(|p| consumer.fetch_watermarks(INPUT, p, Duration::from_secs(30)).unwrap().1).collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_DIR", self.dir.path())
+            .output();
+    }
+}
+
+/// Everything read so far from vigil's output topics, by topic, as parsed JSON.
+#[derive(Default)]
+pub struct Outputs {
+    pub by_topic: BTreeMap<String, Vec<Value>>,
+    /// Distinct eventIds among the decisions.
+    pub decided: BTreeSet<String>,
+}
+
+impl Outputs {
+    pub fn topic(&self, topic: &str) -> &[Value] {
+        self.by_topic.get(topic).map_or(&[], Vec::as_slice)
+    }
+
+    fn add(&mut self, topic: &str, value: Value) {
+        if topic == DECISIONS {
+            self.decided.insert(value["eventId"].as_str().expect("decisions carry an eventId").to_owned());
+        }
+        self.by_topic.entry(topic.to_owned()).or_default().push(value);
+    }
+}
+
+/// An independent reader of the output topics (plain rdkafka, no vigil code), from the start.
+pub struct OutputReader {
+    consumer: BaseConsumer,
+    pub outputs: Outputs,
+}
+
+impl OutputReader {
+    pub fn new(broker: &Broker) -> OutputReader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.brokers())
+            .set("group.id", "independent-checker")
+            .set("enable.auto.commit", "false")
+            .set("fetch.message.max.bytes", "8388608")
+            .create()
+            .unwrap();
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(30)).unwrap();
+        let mut list = TopicPartitionList::new();
+        for topic in metadata.topics().iter().filter(|t| [DECISIONS, ALERTS, DLQ].contains(&t.name())) {
+            for partition in topic.partitions() {
+                list.add_partition_offset(topic.name(), partition.id(), Offset::Beginning).unwrap();
+            }
+        }
+        consumer.assign(&list).unwrap();
+        OutputReader { consumer, outputs: Outputs::default() }
+    }
+
+    /// Reads everything up to the current end of every assigned partition.
+    pub fn read_to_end(&mut self) {
+        let assignment = self.consumer.assignment().unwrap();
+        let ends: Vec<(String, i32, i64)> = assignment
+            .elements()
+            .iter()
+            .map(|e| {
+                let (_, high) =
+                    self.consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(30)).unwrap();
+                (e.topic().to_owned(), e.partition(), high)
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.caught_up(&ends) {
+            assert!(Instant::now() < deadline, "could not read the output topics to their end");
+            self.poll_one();
+        }
+    }
+
+    fn caught_up(&self, ends: &[(String, i32, i64)]) -> bool {
+        let position = self.consumer.position().unwrap();
+        ends.iter().all(|(topic, partition, high)| {
+            let at = position.find_partition(topic, *partition).map(|e| e.offset());
+            *high == 0 || matches!(at, Some(Offset::Offset(o)) if o >= *high)
+        })
+    }
+
+    /// Reads until `done(outputs)` holds; panics after `limit` with what it has.
+    pub fn read_until(&mut self, limit: Duration, mut done: impl FnMut(&Outputs) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(&self.outputs) {
+            assert!(
+                Instant::now() < deadline,
+                "output incomplete after {limit:?}: {:?}",
+                self.outputs.by_topic.iter().map(|(t, v)| (t.clone(), v.len())).collect::<Vec<_>>()
+            );
+            self.poll_one();
+        }
+    }
+
+    fn poll_one(&mut self) {
+        let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(200)) else { return };
+        let value: Value = serde_json::from_slice(message.payload().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{} carries a non-JSON record: {e}", message.topic()));
+        self.outputs.add(message.topic(), value);
+    }
+}

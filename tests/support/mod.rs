@@ -1,0 +1,66 @@
+//! Helpers shared by the end-to-end tests: the binary, generated events, malformed records.
+#![allow(dead_code)]
+
+pub mod kafka;
+
+use std::process::Command;
+
+use operators::generator::{Generator, GeneratorConfig};
+
+/// `vigil` built by this test run, started in the repository root.
+pub fn vigil() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("RUST_LOG", "warn");
+    cmd
+}
+
+/// The generator's events as lines without the newline.
+pub fn generate(events: u64, users: u32, seed: u64) -> Vec<Vec<u8>> {
+    let cfg = GeneratorConfig { events, users, seed, ..GeneratorConfig::default() };
+    let mut generator = Generator::new(cfg);
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    while generator.next_line(&mut line) {
+        line.pop();
+        lines.push(std::mem::take(&mut line));
+    }
+    lines
+}
+
+/// Every malformed kind of SPEC §1, each with the words its dead letter must contain.
+pub fn bad_lines() -> Vec<(Vec<u8>, &'static str)> {
+    let ok = r#""eventId":"bad-N","userId":"user_1","timestamp":"2026-01-02T00:00:00Z""#;
+    vec![
+        (b"this is not json".to_vec(), "expected"),
+        (b"".to_vec(), "empty"),
+        (br#"{"eventId":"x","userId":"u"#.to_vec(), "EOF"),
+        (br#"{"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing eventId"),
+        (br#"{"eventId":"e","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing userId"),
+        (br#"{"eventId":"e","userId":"u","features":{"amount":1}}"#.to_vec(), "missing timestamp"),
+        (format!(r#"{{{ok},"features":{{"hour_of_day":3}}}}"#).into_bytes(), "missing features.amount"),
+        (format!(r#"{{{ok},"features":{{"amount":"12.5"}}}}"#).into_bytes(), "features.amount"),
+        (br#"{"eventId":7,"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "eventId"),
+        (format!(r#"{{{ok},"features":{{"amount":NaN}}}}"#).into_bytes(), "expected"),
+        (format!(r#"{{{ok},"features":{{"amount":1e400}}}}"#).into_bytes(), "out of range"),
+        (br#"{"eventId":"e","userId":"u","timestamp":"soon","features":{"amount":1}}"#.to_vec(), "timestamp"),
+        (
+            b"{\"eventId\":\"\xff\xfe\",\"userId\":\"u\",\"timestamp\":1,\"features\":{\"amount\":1}}".to_vec(),
+            "not valid UTF-8",
+        ),
+        ([b"{\"eventId\":\"e\",\"pad\":\"".to_vec(), vec![b'x'; (1 << 20) + 10], b"\"}".to_vec()].concat(), "1 MiB"),
+    ]
+}
+
+/// The generator's events as (userId key, line without the newline), as `vigil gen --to
+/// kafka` would produce them.
+pub fn generate_keyed(events: u64, users: u32, seed: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let cfg = GeneratorConfig { events, users, seed, ..GeneratorConfig::default() };
+    let mut generator = Generator::new(cfg);
+    let mut records = Vec::new();
+    let (mut line, mut key) = (Vec::new(), Vec::new());
+    while generator.next_keyed_line(&mut line, &mut key) {
+        line.pop();
+        records.push((key.clone(), std::mem::take(&mut line)));
+    }
+    records
+}

@@ -43,7 +43,12 @@ install() {
   installed || die "nisshi installed, but without the sqlite engine"
 }
 
-pid() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"; }
+# Prints the broker's pid if it runs: a live (not zombie) nisshi process named in the pid file.
+pid() {
+  local p stat
+  p=$(cat "$PIDFILE" 2>/dev/null) && stat=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+  [[ $stat == "$p (nisshi) "[^Z]* ]] && echo "$p"
+}
 
 # nisshi's own client retries a refused connection for ~20 s, so probe the port first.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
@@ -71,8 +76,8 @@ start() {
 stop() {
   if p=$(pid); then
     kill -TERM "$p"
-    for _ in $(seq 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; echo "nisshi (pid $p) killed"; else echo "nisshi (pid $p) stopped"; fi
+    for _ in $(seq 40); do pid >/dev/null || break; sleep 0.5; done
+    if pid >/dev/null; then kill -KILL "$p"; echo "nisshi (pid $p) killed"; else echo "nisshi (pid $p) stopped"; fi
   else
     echo "nisshi not running"
   fi

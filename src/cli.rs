@@ -139,6 +139,9 @@ pub struct KafkaArgs {
     /// Topic of dead letters (default anomaly-dlq).
     #[arg(long)]
     pub dlq_topic: Option<String>,
+    /// With `--source kafka`: process the messages present at start, then stop.
+    #[arg(long)]
+    pub stop_at_end: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

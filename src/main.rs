@@ -17,12 +17,25 @@ use crate::cli::{Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// A panic on any thread (a timely worker, a producer callback) is a runtime failure of the
+/// whole job: report it and exit 1 at once. Timely's other workers would otherwise wait for
+/// the dead one for ever; exiting without committing is safe, since offsets are only ever
+/// committed for delivered output.
+fn exit_on_worker_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(1);
+    }));
+}
+
 fn main() {
     // candle must not spawn its own thread pool: every timely worker already owns a core, and
     // extra compute threads halved throughput on this class of machine (DESIGN.md).
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
+    exit_on_worker_panic();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::kafka::{Broker, OutputReader, Outputs, Records, ALERTS, DECISIONS, DLQ};
+use support::kafka::{Broker, OutputReader, Outputs, Records, Storage, ALERTS, DECISIONS, DLQ};
 use support::{bad_lines, generate_keyed, vigil};
 
 mod support;
@@ -61,7 +61,7 @@ fn valid_input(events: u64, seed: u64) -> (Records, BTreeSet<String>) {
 
 #[test]
 fn a_million_events_with_malformed_ones_are_all_accounted_for() {
-    let broker = Broker::start(PARTITIONS as u32);
+    let broker = Broker::start(PARTITIONS as u32, Storage::Memory);
     let (good, valid_ids) = valid_input(1_000_000, 21);
     let bad = bad_lines();
     let huge = bad.iter().position(|(line, _)| line.len() > 1 << 20).unwrap();
@@ -128,8 +128,8 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
 /// Streams 200k events through a job at 25k events/s, disturbs it once 50k decisions are out
 /// (while input is still arriving), and checks that every event still gets a decision and the
 /// final offsets are committed; returns how many decisions were delivered twice.
-fn survives(seed: u64, disturb: impl FnOnce(&Broker, Child) -> Child) -> usize {
-    let broker = Broker::start(PARTITIONS as u32);
+fn survives(seed: u64, storage: Storage, disturb: impl FnOnce(&Broker, Child) -> Child) -> usize {
+    let broker = Broker::start(PARTITIONS as u32, storage);
     let (records, valid_ids) = valid_input(200_000, seed);
     let job = start_job(&broker);
     let mut reader = OutputReader::new(&broker);
@@ -158,7 +158,7 @@ fn survives(seed: u64, disturb: impl FnOnce(&Broker, Child) -> Child) -> usize {
 
 #[test]
 fn sigterm_in_mid_stream_and_restart_lose_nothing() {
-    let duplicates = survives(22, |broker, job| {
+    let duplicates = survives(22, Storage::Memory, |broker, job| {
         stop_job(job);
         let committed = broker.committed("vigil", PARTITIONS);
         assert!(committed.iter().any(|c| c.is_some_and(|o| o > 0)), "nothing committed at the stop: {committed:?}");
@@ -169,7 +169,7 @@ fn sigterm_in_mid_stream_and_restart_lose_nothing() {
 
 #[test]
 fn broker_restart_while_the_job_runs_loses_nothing() {
-    let duplicates = survives(23, |broker, job| {
+    let duplicates = survives(23, Storage::Persistent, |broker, job| {
         broker.script(&["stop"]);
         broker.script(&["start"]);
         job

@@ -36,6 +36,8 @@ pub struct KafkaInput {
     pub topic: String,
     /// Partition count of `topic`, read from the broker at start.
     pub partitions: usize,
+    /// Process the messages present at start, then stop (backlogs, benchmarks).
+    pub stop_at_end: bool,
 }
 
 /// Parsed events leaving a source.
@@ -79,6 +81,10 @@ impl JobInput {
                 let partitions = partitions_of_worker(kafka.partitions, scope.index(), scope.peers());
                 let consumer = PartitionConsumer::connect(&kafka.settings, &kafka.topic, &partitions)
                     .map_err(|e| format!("connecting the Kafka consumer of {}: {e}", kafka.topic))?;
+                let stop_at = match kafka.stop_at_end {
+                    true => Some(consumer.unread_ends().map_err(|e| format!("reading end offsets: {e}"))?),
+                    false => None,
+                };
                 let consumer = Rc::new(consumer);
                 let ledger = Rc::new(RefCell::new(OffsetLedger::default()));
                 let source_cfg = KafkaSourceConfig {
@@ -86,6 +92,7 @@ impl JobInput {
                     max_open_messages: cfg.block_len as u64 * cfg.max_in_flight,
                     stop: cfg.stop,
                     probe: cfg.probe,
+                    stop_at,
                 };
                 let stream = kafka_source(scope, Rc::clone(&consumer), Rc::clone(&ledger), parser, source_cfg);
                 return Ok((stream, Some(OffsetCommitter::new(consumer, ledger, COMMIT_INTERVAL))));

@@ -10,8 +10,7 @@ use operators::enrich::{EnrichExt, InputLayout};
 use operators::event::EventParser;
 use operators::file_sink::{DiscardSink, OutputFiles, RunStats, SinkExt};
 use operators::infer::InferExt;
-use operators::kafka_client::KafkaSettings;
-use operators::kafka_sink::{KafkaSinkExt, OutputTopics};
+use operators::kafka_sink::{KafkaProducer, KafkaSinkExt};
 use operators::model::{Model, ModelError};
 use operators::source::SourceConfig;
 use operators::user_state::StateRules;
@@ -28,8 +27,8 @@ pub enum Output {
     Files(Arc<OutputFiles>),
     /// Rendered and dropped (benchmarks).
     Discard,
-    /// Produced to Kafka topics.
-    Kafka { settings: KafkaSettings, topics: OutputTopics },
+    /// Produced to Kafka topics by the process's producer.
+    Kafka(Arc<KafkaProducer>),
 }
 
 /// Longest a worker with nothing to do sleeps before checking for offsets to commit.
@@ -121,9 +120,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             let done = match &job.output {
                 Output::Files(files) => decided.sink_to(Arc::clone(files), stats),
                 Output::Discard => decided.sink_to(DiscardSink, stats),
-                Output::Kafka { settings, topics } => decided
-                    .kafka_sink(settings, topics.clone(), stats)
-                    .map_err(|e| format!("creating the Kafka producer: {e}"))?,
+                Output::Kafka(producer) => decided.kafka_sink(Arc::clone(producer), stats),
             };
             done.probe_with(&probe);
             Ok::<_, String>(committer)

@@ -5,7 +5,7 @@
 //! on, so transport errors are logged once per distinct message per [`ERROR_LOG_INTERVAL`]
 //! instead of once per retry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::statistics::Statistics;
 
 /// How often the same client error is logged again while it persists.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -48,6 +49,8 @@ impl KafkaSettings {
 pub struct LoggingContext {
     last_logged: Mutex<HashMap<String, Instant>>,
     failed_deliveries: AtomicU64,
+    /// Consumer lag per partition from librdkafka's latest statistics (consumers only).
+    lag: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl LoggingContext {
@@ -68,6 +71,12 @@ impl LoggingContext {
     /// Messages this producer could not deliver.
     pub fn failed_deliveries(&self) -> u64 {
         self.failed_deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Messages behind the end of the assigned partitions, as of the latest statistics (sent
+    /// every `statistics.interval.ms`).
+    pub fn consumer_lag(&self) -> i64 {
+        self.lag.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
     }
 
     /// Logs a client problem that librdkafka retries by itself (rate-limited).
@@ -94,6 +103,17 @@ impl ClientContext for LoggingContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.report(&format!("{error}: {reason}"));
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        for topic in statistics.topics.values() {
+            for (&partition, stats) in &topic.partitions {
+                if partition >= 0 && stats.consumer_lag >= 0 {
+                    lag.insert(partition, stats.consumer_lag);
+                }
+            }
+        }
     }
 }
 

@@ -1,6 +1,12 @@
 //! The Kafka sink: decisions, alerts and dead letters to their topics, each epoch held open
 //! until the broker has acknowledged all of its messages.
 //!
+//! One producer serves all workers of a process: fewer librdkafka threads competing for the
+//! cores, fuller batches, and one idempotent producer id per process (concurrent id requests
+//! from several producers of one process were seen to fence each other on the test broker).
+//! Each message carries its worker and epoch as the delivery opaque, so acknowledgements are
+//! counted per (worker, epoch).
+//!
 //! The producer is idempotent (no duplicates from its own retries), keyed by userId (a user's
 //! decisions stay in order in one partition), LZ4-compressed and lingering a few milliseconds
 //! to form batches. It never gives up on a message by timing out, so a broker outage only
@@ -37,27 +43,41 @@ pub struct OutputTopics {
     pub dead_letters: String,
 }
 
-/// Messages in flight per epoch, and the first delivery failure.
+/// Bits of the delivery opaque that hold the worker index; the epoch sits above them.
+const WORKER_BITS: u32 = 20;
+
+/// Packs a worker index and an epoch into a delivery opaque (epochs are block numbers or Unix
+/// milliseconds, both far below 2^44).
+fn opaque(worker: usize, epoch: u64) -> usize {
+    ((epoch << WORKER_BITS) | worker as u64) as usize
+}
+
+fn unpack(opaque: usize) -> (usize, u64) {
+    let opaque = opaque as u64;
+    ((opaque & ((1 << WORKER_BITS) - 1)) as usize, opaque >> WORKER_BITS)
+}
+
+/// Messages in flight per (worker, epoch), and the first delivery failure.
 ///
 /// Counts are signed because an acknowledgement can arrive (on the producer's thread) before
 /// the sending side has added the batch it belongs to; an epoch is settled when its count is
 /// back to zero, and the sink only asks after adding.
 #[derive(Default)]
 struct Deliveries {
-    in_flight: Mutex<BTreeMap<u64, i64>>,
+    in_flight: Mutex<BTreeMap<(usize, u64), i64>>,
     failure: Mutex<Option<String>>,
 }
 
 impl Deliveries {
-    fn add(&self, epoch: u64, messages: i64) {
+    fn add(&self, worker: usize, epoch: u64, messages: i64) {
         if messages == 0 {
             return;
         }
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        let count = in_flight.entry(epoch).or_default();
+        let count = in_flight.entry((worker, epoch)).or_default();
         *count += messages;
         if *count == 0 {
-            in_flight.remove(&epoch);
+            in_flight.remove(&(worker, epoch));
         }
     }
 }
@@ -81,9 +101,12 @@ impl ClientContext for DeliveryContext {
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         match result {
-            Ok(_) => self.deliveries.add(epoch as u64, -1),
+            Ok(_) => {
+                let (worker, epoch) = unpack(opaque);
+                self.deliveries.add(worker, epoch, -1);
+            }
             Err((error, _)) => {
                 let mut failure = self.deliveries.failure.lock().unwrap_or_else(|p| p.into_inner());
                 failure.get_or_insert_with(|| error.to_string());
@@ -100,14 +123,16 @@ struct Cursor {
     row: usize,
 }
 
-struct Producer {
+/// The process's producer of decisions, alerts and dead letters, shared by its workers' sinks.
+pub struct KafkaProducer {
     producer: ThreadedProducer<DeliveryContext>,
     deliveries: Arc<Deliveries>,
     topics: OutputTopics,
 }
 
-impl Producer {
-    fn connect(settings: &KafkaSettings, topics: OutputTopics) -> Result<Self, KafkaError> {
+impl KafkaProducer {
+    /// Creates the idempotent, keyed, compressed producer of `topics`.
+    pub fn connect(settings: &KafkaSettings, topics: OutputTopics) -> Result<Arc<Self>, KafkaError> {
         let deliveries = Arc::new(Deliveries::default());
         let context = DeliveryContext { logging: LoggingContext::default(), deliveries: Arc::clone(&deliveries) };
         let producer = settings
@@ -119,11 +144,11 @@ impl Producer {
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
             .create_with_context(context)?;
-        Ok(Producer { producer, deliveries, topics })
+        Ok(Arc::new(KafkaProducer { producer, deliveries, topics }))
     }
 
     /// Sends the rest of `chunk` from `cursor`; false when the producer queue filled up first.
-    fn send_chunk(&self, epoch: u64, chunk: &OutputChunk, cursor: &mut Cursor) -> bool {
+    fn send_chunk(&self, worker: usize, epoch: u64, chunk: &OutputChunk, cursor: &mut Cursor) -> bool {
         while let Some((topic, lines)) = self.section(chunk, cursor.section) {
             let mut sent = 0;
             let mut complete = true;
@@ -131,7 +156,7 @@ impl Producer {
                 let end = memchr::memchr(b'\n', &lines[cursor.byte..]).map_or(lines.len(), |i| cursor.byte + i);
                 let payload = &lines[cursor.byte..end];
                 let key = section_key(chunk, cursor.section, cursor.row).map(|k| k.str(&chunk.keys).as_bytes());
-                let mut record = BaseRecord::with_opaque_to(topic, epoch as usize).payload(payload);
+                let mut record = BaseRecord::with_opaque_to(topic, opaque(worker, epoch)).payload(payload);
                 if let Some(key) = key {
                     record = record.key(key);
                 }
@@ -148,7 +173,7 @@ impl Producer {
                     Err((e, _)) => panic!("Kafka producer refused a message for {topic}: {e}"),
                 }
             }
-            self.deliveries.add(epoch, sent);
+            self.deliveries.add(worker, epoch, sent);
             if !complete {
                 return false;
             }
@@ -167,8 +192,8 @@ impl Producer {
         }
     }
 
-    fn in_flight(&self, epoch: u64) -> bool {
-        self.deliveries.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&epoch)
+    fn in_flight(&self, worker: usize, epoch: u64) -> bool {
+        self.deliveries.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(worker, epoch))
     }
 
     fn check_failure(&self) {
@@ -178,7 +203,7 @@ impl Producer {
     }
 }
 
-/// Message key of line `row` of section `section` (see [`Producer::section`]).
+/// Message key of line `row` of section `section` (see [`KafkaProducer::section`]).
 fn section_key(chunk: &OutputChunk, section: usize, row: usize) -> Option<TextRef> {
     match section {
         0 => Some(chunk.decision_keys[row]),
@@ -187,28 +212,18 @@ fn section_key(chunk: &OutputChunk, section: usize, row: usize) -> Option<TextRe
     }
 }
 
-/// Extension trait: `chunks.kafka_sink(settings, topics, stats)`.
+/// Extension trait: `chunks.kafka_sink(producer, stats)`.
 pub trait KafkaSinkExt<'s> {
     /// Produces every chunk to Kafka; the returned stream's frontier passes an epoch once all of
     /// its messages are acknowledged. Merges this worker's stats into `stats` at the end.
-    fn kafka_sink(
-        self,
-        settings: &KafkaSettings,
-        topics: OutputTopics,
-        stats: Arc<Mutex<RunStats>>,
-    ) -> Result<Stream<'s, u64, Vec<()>>, KafkaError>;
+    fn kafka_sink(self, producer: Arc<KafkaProducer>, stats: Arc<Mutex<RunStats>>) -> Stream<'s, u64, Vec<()>>;
 }
 
 impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
-    fn kafka_sink(
-        self,
-        settings: &KafkaSettings,
-        topics: OutputTopics,
-        stats: Arc<Mutex<RunStats>>,
-    ) -> Result<Stream<'s, u64, Vec<()>>, KafkaError> {
-        let producer = Producer::connect(settings, topics)?;
+    fn kafka_sink(self, producer: Arc<KafkaProducer>, stats: Arc<Mutex<RunStats>>) -> Stream<'s, u64, Vec<()>> {
         let scope = self.scope();
-        Ok(self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        let worker = scope.index();
+        self.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Pipeline,
             "KafkaSink",
             move |_, info| {
@@ -229,7 +244,7 @@ impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
                         }
                     });
                     while let Some((epoch, chunk)) = backlog.front() {
-                        if !producer.send_chunk(*epoch, chunk, &mut cursor) {
+                        if !producer.send_chunk(worker, *epoch, chunk, &mut cursor) {
                             break;
                         }
                         backlog.pop_front();
@@ -240,7 +255,7 @@ impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
                     held.retain(|epoch, _| {
                         frontier.less_equal(epoch)
                             || oldest_backlog.is_some_and(|b| b <= *epoch)
-                            || producer.in_flight(*epoch)
+                            || producer.in_flight(worker, *epoch)
                     });
                     if !held.is_empty() {
                         activator.activate_after(ACK_POLL);
@@ -250,6 +265,28 @@ impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
                     }
                 }
             },
-        ))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_round_trips_worker_and_epoch() {
+        for (worker, epoch) in [(0, 0), (1, 1_764_072_000_123), ((1 << WORKER_BITS) - 1, 12_345)] {
+            assert_eq!(unpack(opaque(worker, epoch)), (worker, epoch));
+        }
+    }
+
+    #[test]
+    fn early_acknowledgements_settle_when_the_send_is_counted() {
+        let deliveries = Deliveries::default();
+        deliveries.add(1, 7, -1);
+        deliveries.add(1, 7, 2);
+        assert!(deliveries.in_flight.lock().unwrap().contains_key(&(1, 7)));
+        deliveries.add(1, 7, -1);
+        assert!(deliveries.in_flight.lock().unwrap().is_empty());
     }
 }

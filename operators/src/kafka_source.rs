@@ -10,6 +10,7 @@
 //! the worker stops polling (backpressure) instead of buffering.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ const IDLE_POLL: Duration = Duration::from_millis(1);
 pub struct PartitionConsumer {
     consumer: BaseConsumer<LoggingContext>,
     topic: String,
+    partitions: Vec<i32>,
 }
 
 impl PartitionConsumer {
@@ -52,13 +54,32 @@ impl PartitionConsumer {
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "20")
             .set("queued.max.messages.kbytes", "16384")
+            .set("statistics.interval.ms", "1000")
             .create_with_context(LoggingContext::default())?;
         let mut assignment = TopicPartitionList::new();
         for &partition in partitions {
             assignment.add_partition_offset(topic, partition, Offset::Stored)?;
         }
         consumer.assign(&assignment)?;
-        Ok(PartitionConsumer { consumer, topic: topic.to_owned() })
+        Ok(PartitionConsumer { consumer, topic: topic.to_owned(), partitions: partitions.to_vec() })
+    }
+
+    /// The partitions with messages left to read now, with their current end offsets: for
+    /// `--stop-at-end`, which processes the backlog present at start and then stops.
+    pub fn unread_ends(&self) -> KafkaResult<BTreeMap<i32, i64>> {
+        let committed = self.consumer.committed(Duration::from_secs(30))?;
+        let mut unread = BTreeMap::new();
+        for &partition in &self.partitions {
+            let (low, high) = self.consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(30))?;
+            let start = match committed.find_partition(&self.topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(next)) => next.max(low),
+                _ => low,
+            };
+            if start < high {
+                unread.insert(partition, high);
+            }
+        }
+        Ok(unread)
     }
 
     /// Commits `offsets` (next offsets to read) for the group.
@@ -71,17 +92,44 @@ impl PartitionConsumer {
     }
 }
 
-/// Commits completed offsets every `interval` while the job runs and all of them at the end.
+/// How often a worker logs its Kafka progress (committed messages, consumer lag).
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Commits completed offsets every `interval` while the job runs and all of them at the end,
+/// and logs the worker's progress and consumer lag every few seconds.
 pub struct OffsetCommitter {
     consumer: Rc<PartitionConsumer>,
     ledger: Rc<RefCell<OffsetLedger>>,
     interval: Duration,
     last: Instant,
+    last_log: Instant,
+    logged_committed: i64,
 }
 
 impl OffsetCommitter {
     pub fn new(consumer: Rc<PartitionConsumer>, ledger: Rc<RefCell<OffsetLedger>>, interval: Duration) -> Self {
-        OffsetCommitter { consumer, ledger, interval, last: Instant::now() }
+        let now = Instant::now();
+        OffsetCommitter { consumer, ledger, interval, last: now, last_log: now, logged_committed: -1 }
+    }
+
+    fn log_progress(&mut self, committed: i64) {
+        let elapsed = self.last_log.elapsed();
+        if elapsed < PROGRESS_LOG_INTERVAL {
+            return;
+        }
+        if self.logged_committed >= 0 {
+            let advanced = committed - self.logged_committed;
+            tracing::info!(
+                target: "vigil::kafka",
+                topic = %self.consumer.topic,
+                committed_per_s = (advanced as f64 / elapsed.as_secs_f64()).round(),
+                consumer_lag = self.consumer.consumer.context().consumer_lag(),
+                open_messages = self.ledger.borrow().open_messages(),
+                "Kafka source progress"
+            );
+        }
+        self.last_log = Instant::now();
+        self.logged_committed = committed;
     }
 
     /// Commits what the end of the dataflow (`probe`) has passed, at most once per interval.
@@ -90,14 +138,18 @@ impl OffsetCommitter {
             return;
         }
         self.last = Instant::now();
-        let mut ledger = self.ledger.borrow_mut();
-        ledger.complete(|epoch| probe.less_equal(&epoch));
-        if let Some(offsets) = ledger.to_commit() {
-            match self.consumer.commit(&offsets, CommitMode::Async) {
-                Ok(()) => ledger.committed(&offsets),
-                Err(e) => tracing::warn!(target: "vigil::kafka", "offset commit failed, will retry: {e}"),
+        let committed = {
+            let mut ledger = self.ledger.borrow_mut();
+            ledger.complete(|epoch| probe.less_equal(&epoch));
+            if let Some(offsets) = ledger.to_commit() {
+                match self.consumer.commit(&offsets, CommitMode::Async) {
+                    Ok(()) => ledger.committed(&offsets),
+                    Err(e) => tracing::warn!(target: "vigil::kafka", "offset commit failed, will retry: {e}"),
+                }
             }
-        }
+            ledger.committed_total()
+        };
+        self.log_progress(committed);
     }
 
     /// After the dataflow has finished: commits every completed offset and waits for the broker.
@@ -126,6 +178,8 @@ pub struct KafkaSourceConfig {
     pub stop: Arc<AtomicBool>,
     /// Frontier of the end of the dataflow (delivered output).
     pub probe: ProbeHandle<u64>,
+    /// Stop once these partitions reach these end offsets (`None`: run until stopped).
+    pub stop_at: Option<BTreeMap<i32, i64>>,
 }
 
 fn unix_ms() -> u64 {
@@ -145,7 +199,7 @@ pub fn kafka_source<'s>(
     consumer: Rc<PartitionConsumer>,
     ledger: Rc<RefCell<OffsetLedger>>,
     mut parser: EventParser,
-    cfg: KafkaSourceConfig,
+    mut cfg: KafkaSourceConfig,
 ) -> Stream<'s, u64, Vec<EventBatch>> {
     let index = scope.index();
     let peers = scope.peers();
@@ -154,7 +208,8 @@ pub fn kafka_source<'s>(
         let mut capability = Some(capability);
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
-            if cfg.stop.load(Ordering::Relaxed) {
+            let at_end = cfg.stop_at.as_ref().is_some_and(BTreeMap::is_empty);
+            if at_end || cfg.stop.load(Ordering::Relaxed) {
                 capability = None;
                 return;
             }
@@ -189,6 +244,11 @@ pub fn kafka_source<'s>(
                     oldest_produced_ms = oldest_produced_ms.min(produced_ms);
                 }
                 ledger.record(epoch, message.partition(), message.offset());
+                if let Some(stop_at) = cfg.stop_at.as_mut() {
+                    if stop_at.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
+                        stop_at.remove(&message.partition());
+                    }
+                }
                 read += 1;
             }
             if read > 0 {

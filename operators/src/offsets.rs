@@ -76,6 +76,11 @@ impl OffsetLedger {
         (!fresh.is_empty()).then_some(fresh)
     }
 
+    /// Sum of the committed next offsets over partitions (progress, for logs).
+    pub fn committed_total(&self) -> i64 {
+        self.committed.values().sum()
+    }
+
     /// Notes that `offsets` were committed successfully.
     pub fn committed(&mut self, offsets: &PartitionOffsets) {
         for (partition, next) in offsets {

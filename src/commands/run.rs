@@ -9,7 +9,7 @@ use dataflows::input::{JobInput, KafkaInput, Tuning};
 use dataflows::scoring::{self, Output, ScoringJob, ScoringReport};
 use operators::file_sink::OutputFiles;
 use operators::kafka_client::{wait_for_topics, KafkaSettings, TopicError};
-use operators::kafka_sink::OutputTopics;
+use operators::kafka_sink::{KafkaProducer, OutputTopics};
 use operators::user_state::StateRules;
 
 use crate::cli::{KafkaArgs, RunArgs};
@@ -72,6 +72,7 @@ fn job_input(args: &RunArgs, kafka: &KafkaPlan, partitions: Option<usize>) -> an
             settings: kafka.settings.clone(),
             topic: kafka.input_topic.clone(),
             partitions: partitions.expect("the input topic was checked"),
+            stop_at_end: args.kafka.stop_at_end,
         }));
     }
     if let Some(path) = source.strip_prefix("file:") {
@@ -136,7 +137,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let partitions = kafka.check_topics(read_kafka, write_kafka, &stop)?;
     let input = job_input(&args, &kafka, partitions)?;
     let (output, files) = if write_kafka {
-        (Output::Kafka { settings: kafka.settings.clone(), topics: kafka.outputs.clone() }, None)
+        let producer = KafkaProducer::connect(&kafka.settings, kafka.outputs.clone())
+            .map_err(|e| UsageError(format!("Kafka producer settings: {e}")))?;
+        (Output::Kafka(producer), None)
     } else {
         let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
         let files = Arc::new(

@@ -21,20 +21,44 @@ pub const DLQ: &str = "anomaly-dlq";
 /// Input messages as (key, payload).
 pub type Records = Vec<(Option<Vec<u8>>, Vec<u8>)>;
 
+/// How a test broker stores its log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: fast, gone when the broker stops.
+    Memory,
+    /// sqlite in the broker's directory: survives a broker restart.
+    Persistent,
+}
+
 /// A nisshi broker on a free loopback port with its own data directory, stopped on drop.
 pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
+    storage: Storage,
 }
 
 impl Broker {
     /// Starts a broker and creates the SPEC §4 topics with `partitions` partitions.
-    pub fn start(partitions: u32) -> Broker {
+    pub fn start(partitions: u32, storage: Storage) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let broker = Broker { port, dir: tempfile::tempdir().unwrap() };
+        let broker = Broker { port, dir: tempfile::tempdir().unwrap(), storage };
         broker.script(&["start"]);
         broker.script(&["topics", &partitions.to_string()]);
         broker
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh"))
+            .args(args)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_DIR", self.dir.path());
+        match self.storage {
+            Storage::Memory => command.env("KAFKA_STORAGE", "memory://nisshi/"),
+            Storage::Persistent => command.env_remove("KAFKA_STORAGE"),
+        };
+        command
     }
 
     pub fn brokers(&self) -> String {
@@ -43,14 +67,7 @@ impl Broker {
 
     /// Runs `scripts/kafka.sh ARGS` against this broker; panics with its output on failure.
     pub fn script(&self, args: &[&str]) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .args(args)
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_DIR", self.dir.path())
-            .output()
-            .unwrap();
+        let out = self.command(args).output().unwrap();
         assert!(
             out.status.success(),
             "scripts/kafka.sh {args:?} failed (is nisshi installed? `scripts/kafka.sh install`):\n{}\n{}",
@@ -120,13 +137,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-        let _ = Command::new("bash")
-            .arg(script)
-            .arg("stop")
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_DIR", self.dir.path())
-            .output();
+        let _ = self.command(&["stop"]).output();
     }
 }
 

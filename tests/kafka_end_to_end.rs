@@ -4,7 +4,9 @@
 //! an independent consumer (plain rdkafka) against the input the test produced.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -125,25 +127,33 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
     assert!(summary.contains("vigil run summary"), "{summary}");
 }
 
-/// Streams 200k events through a job at 25k events/s, disturbs it once 50k decisions are out
-/// (while input is still arriving), and checks that every event still gets a decision and the
-/// final offsets are committed; returns how many decisions were delivered twice.
-fn survives(seed: u64, storage: Storage, disturb: impl FnOnce(&Broker, Child) -> Child) -> usize {
+/// Streams `events` events through a job at `rate` events/s, disturbs it once a quarter of
+/// them are decided (while input is still arriving), and checks that every event still gets a
+/// decision and the final offsets are committed; returns how many decisions came twice.
+fn survives(
+    seed: u64,
+    storage: Storage,
+    events: u64,
+    rate: f64,
+    disturb: impl FnOnce(&Broker, Child) -> Child,
+) -> usize {
     let broker = Broker::start(PARTITIONS as u32, storage);
-    let (records, valid_ids) = valid_input(200_000, seed);
+    let (records, valid_ids) = valid_input(events, seed);
     let job = start_job(&broker);
     let mut reader = OutputReader::new(&broker);
+    let producer_failed = AtomicBool::new(false);
     let decided = std::thread::scope(|scope| {
-        let producer = scope.spawn(|| broker.produce(&records, Some(25_000.0)));
-        let producing = |o: &Outputs| {
-            assert!(!producer.is_finished() || o.decided.len() > 50_000, "the test's producer stopped early");
-        };
-        reader.read_until(LIMIT, |o| {
-            producing(o);
-            unique_decisions(o) >= 50_000
+        let producer = scope.spawn(|| {
+            let produced = std::panic::catch_unwind(AssertUnwindSafe(|| broker.produce(&records, Some(rate))));
+            producer_failed.store(produced.is_err(), Ordering::SeqCst);
         });
+        let check = |o: &Outputs, target: usize| {
+            assert!(!producer_failed.load(Ordering::SeqCst), "the test's producer failed");
+            unique_decisions(o) >= target
+        };
+        reader.read_until(LIMIT, |o| check(o, valid_ids.len() / 4));
         let job = disturb(&broker, job);
-        reader.read_until(LIMIT, |o| unique_decisions(o) >= valid_ids.len());
+        reader.read_until(LIMIT, |o| check(o, valid_ids.len()));
         producer.join().unwrap();
         stop_job(job);
         reader.read_to_end();
@@ -158,7 +168,7 @@ fn survives(seed: u64, storage: Storage, disturb: impl FnOnce(&Broker, Child) ->
 
 #[test]
 fn sigterm_in_mid_stream_and_restart_lose_nothing() {
-    let duplicates = survives(22, Storage::Memory, |broker, job| {
+    let duplicates = survives(22, Storage::Memory, 200_000, 25_000.0, |broker, job| {
         stop_job(job);
         let committed = broker.committed("vigil", PARTITIONS);
         assert!(committed.iter().any(|c| c.is_some_and(|o| o > 0)), "nothing committed at the stop: {committed:?}");
@@ -169,7 +179,7 @@ fn sigterm_in_mid_stream_and_restart_lose_nothing() {
 
 #[test]
 fn broker_restart_while_the_job_runs_loses_nothing() {
-    let duplicates = survives(23, Storage::Persistent, |broker, job| {
+    let duplicates = survives(23, Storage::Persistent, 100_000, 10_000.0, |broker, job| {
         broker.script(&["stop"]);
         broker.script(&["start"]);
         job

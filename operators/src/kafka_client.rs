@@ -36,6 +36,7 @@ impl KafkaSettings {
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", "vigil")
+            .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "5000")
             .set_log_level(RDKafkaLogLevel::Warning);
@@ -49,7 +50,8 @@ impl KafkaSettings {
 pub struct LoggingContext {
     last_logged: Mutex<HashMap<String, Instant>>,
     failed_deliveries: AtomicU64,
-    /// Consumer lag per partition from librdkafka's latest statistics (consumers only).
+    /// Messages not yet read per partition (end offset − next offset handed to vigil), from
+    /// librdkafka's latest statistics (consumers only).
     lag: Mutex<BTreeMap<i32, i64>>,
 }
 
@@ -109,8 +111,8 @@ impl ClientContext for LoggingContext {
         let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
         for topic in statistics.topics.values() {
             for (&partition, stats) in &topic.partitions {
-                if partition >= 0 && stats.consumer_lag >= 0 {
-                    lag.insert(partition, stats.consumer_lag);
+                if partition >= 0 && stats.app_offset >= 0 && stats.hi_offset >= 0 {
+                    lag.insert(partition, (stats.hi_offset - stats.app_offset).max(0));
                 }
             }
         }

@@ -68,8 +68,16 @@ fn end_offsets(brokers: &str) -> Vec<i64> {
 /// Runs the Kafka source on `workers` workers until `expected` records have been seen, then
 /// stops it (as SIGTERM would) and drains. The end of the dataflow holds every epoch open
 /// while `gate` is closed; `while_gated` runs on worker 0 once all records are in but the
-/// gate is still closed. Returns the records seen.
-fn run(brokers: &str, workers: usize, expected: u64, gate_closed: bool, while_gated: fn(&str)) -> u64 {
+/// gate is still closed. With `stop_at_end` the source must stop by itself at the end offsets
+/// it found at start instead. Returns the records seen.
+fn run(
+    brokers: &str,
+    workers: usize,
+    expected: u64,
+    gate_closed: bool,
+    while_gated: fn(&str),
+    stop_at_end: bool,
+) -> u64 {
     let seen = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let gate = Arc::new(AtomicBool::new(gate_closed));
@@ -86,6 +94,7 @@ fn run(brokers: &str, workers: usize, expected: u64, gate_closed: bool, while_ga
             max_open_messages: 1 << 20,
             stop: Arc::clone(&stop),
             probe: probe.clone(),
+            stop_at: stop_at_end.then(|| consumer.unread_ends().expect("end offsets")),
         };
         let (seen_in, gate_in) = (Arc::clone(&seen), Arc::clone(&gate));
         worker.dataflow::<u64, _, _>(|scope| {
@@ -124,7 +133,7 @@ fn run(brokers: &str, workers: usize, expected: u64, gate_closed: bool, while_ga
                 while_gated(&brokers_owned);
                 gate.store(false, Ordering::SeqCst);
             }
-            if seen.load(Ordering::SeqCst) >= expected && !gate.load(Ordering::SeqCst) {
+            if seen.load(Ordering::SeqCst) >= expected && !gate.load(Ordering::SeqCst) && !stop_at_end {
                 stop.store(true, Ordering::SeqCst);
             }
             assert!(Instant::now() < deadline, "the source did not deliver {expected} records in time");
@@ -142,19 +151,31 @@ fn offsets_wait_for_the_end_of_the_dataflow_and_restarts_resume_there() {
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
     produce(&brokers, 0, 2000);
 
-    let seen = run(&brokers, 2, 2000, true, |brokers| {
-        assert!(
-            committed(brokers).iter().all(|&c| c < 0),
-            "offsets were committed while the end of the dataflow still held their epochs"
-        );
-    });
+    let seen = run(
+        &brokers,
+        2,
+        2000,
+        true,
+        |brokers| {
+            assert!(
+                committed(brokers).iter().all(|&c| c < 0),
+                "offsets were committed while the end of the dataflow still held their epochs"
+            );
+        },
+        false,
+    );
     assert_eq!(seen, 2000);
     let ends = end_offsets(&brokers);
     assert_eq!(ends.iter().sum::<i64>(), 2000);
     assert_eq!(committed(&brokers), ends, "a clean stop commits every partition's end offset");
 
     produce(&brokers, 2000, 300);
-    let seen = run(&brokers, 1, 300, false, |_| {});
+    let seen = run(&brokers, 1, 300, false, |_| {}, false);
     assert_eq!(seen, 300, "a restart reads exactly the messages after the committed offsets");
+    assert_eq!(committed(&brokers), end_offsets(&brokers));
+
+    produce(&brokers, 2300, 500);
+    let seen = run(&brokers, 2, 500, false, |_| {}, true);
+    assert_eq!(seen, 500, "--stop-at-end reads the backlog present at start, then stops by itself");
     assert_eq!(committed(&brokers), end_offsets(&brokers));
 }

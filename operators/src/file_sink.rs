@@ -61,10 +61,13 @@ pub struct OutputFiles {
 }
 
 impl OutputFiles {
-    /// Creates (truncates) `decisions.jsonl`, `alerts.jsonl`, `dead-letters.jsonl` in `dir`.
-    pub fn create(dir: &Path) -> std::io::Result<OutputFiles> {
+    /// Creates (truncates) `decisions.jsonl`, `alerts.jsonl`, `dead-letters.jsonl` in `dir`,
+    /// named `decisions-pI.jsonl` etc. for process I of a multi-process cluster (`process`),
+    /// so that processes sharing a directory never write the same file.
+    pub fn create(dir: &Path, process: Option<usize>) -> std::io::Result<OutputFiles> {
         std::fs::create_dir_all(dir)?;
-        let paths = ["decisions.jsonl", "alerts.jsonl", "dead-letters.jsonl"].map(|n| dir.join(n));
+        let suffix = process.map(|i| format!("-p{i}")).unwrap_or_default();
+        let paths = ["decisions", "alerts", "dead-letters"].map(|n| dir.join(format!("{n}{suffix}.jsonl")));
         let open = |p: &Path| -> std::io::Result<Mutex<BufWriter<File>>> {
             Ok(Mutex::new(BufWriter::with_capacity(1 << 20, File::create(p)?)))
         };

@@ -94,8 +94,19 @@ pub fn timely_config(args: &ClusterArgs) -> Result<timely::Config, UsageError> {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|e| UsageError(format!("--hostfile {}: {e}", path.display())))?;
-            let hosts: Vec<String> =
-                text.lines().map(str::trim).filter(|l| !l.is_empty()).take(processes).map(String::from).collect();
+            let mut hosts = Vec::new();
+            for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+                if line.is_empty() || hosts.len() == processes {
+                    continue;
+                }
+                if !is_host_port(line) {
+                    return Err(UsageError(format!(
+                        "--hostfile {}: line {number}: `{line}` is not HOST:PORT",
+                        path.display()
+                    )));
+                }
+                hosts.push(line.to_owned());
+            }
             if hosts.len() < processes {
                 return Err(UsageError(format!(
                     "--hostfile {}: has {} addresses, --processes needs {processes}",
@@ -117,6 +128,11 @@ pub fn timely_config(args: &ClusterArgs) -> Result<timely::Config, UsageError> {
         },
         worker: timely::WorkerConfig::default(),
     })
+}
+
+/// Whether `text` looks like `HOST:PORT` (a timely cluster address).
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// Worker threads for single-process commands.

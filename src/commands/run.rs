@@ -12,7 +12,7 @@ use operators::kafka_client::{wait_for_topics, KafkaSettings, TopicError};
 use operators::kafka_sink::{KafkaProducer, OutputTopics};
 use operators::user_state::StateRules;
 
-use crate::cli::{KafkaArgs, RunArgs};
+use crate::cli::{ClusterArgs, KafkaArgs, RunArgs};
 use crate::commands::{default_model_path, generator_config, positive_rate, timely_config, DEFAULT_BROKERS};
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;
@@ -94,6 +94,11 @@ pub fn state_rules(lateness: Option<&str>) -> Result<StateRules, UsageError> {
     Ok(rules)
 }
 
+/// This process's index when it is one of several in a timely cluster.
+fn cluster_process(cluster: &ClusterArgs) -> Option<usize> {
+    (cluster.processes.unwrap_or(1) > 1).then(|| cluster.process.unwrap_or(0))
+}
+
 /// Installs SIGINT/SIGTERM handling: the first signal asks the job to drain and stop.
 pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,7 +148,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     } else {
         let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
         let files = Arc::new(
-            OutputFiles::create(&out_dir).with_context(|| format!("creating outputs in {}", out_dir.display()))?,
+            OutputFiles::create(&out_dir, cluster_process(&args.cluster))
+                .with_context(|| format!("creating outputs in {}", out_dir.display()))?,
         );
         (Output::Files(Arc::clone(&files)), Some(files))
     };

@@ -73,31 +73,43 @@ def main():
         sys.exit(f"train and test features differ: {names} vs {names_t}")
     n_valid = round(len(y) * 0.2)
     cut = len(y) - n_valid
-    params = {
-        "objective": "binary",
-        "metric": "None",
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_child_samples": 20,
-        "feature_fraction": 0.8,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "seed": a.seed,
-        "verbose": -1,
-        "num_threads": 2,
-    }
+    train = lgb.Dataset(x[:cut], y[:cut], feature_name=names, free_raw_data=False)
+    valid = lgb.Dataset(x[cut:], y[cut:], reference=train, free_raw_data=False)
+    # A small grid, chosen on the validation part (never on the test day): the baseline should
+    # be a fair, tuned opponent, not LightGBM's defaults. Early stopping and the choice use the
+    # log-loss: with ~60 frauds in the validation part, average precision jumps from round to
+    # round and picks flukes (e.g. round 2), while the log-loss is smooth.
+    grid = [
+        {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20},
+        {"learning_rate": 0.02, "num_leaves": 15, "min_child_samples": 50},
+        {"learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 100},
+    ]
     start = time.time()
-    train = lgb.Dataset(x[:cut], y[:cut], feature_name=names)
-    valid = lgb.Dataset(x[cut:], y[cut:], reference=train)
-    booster = lgb.train(
-        params,
-        train,
-        num_boost_round=2000,
-        valid_sets=[valid],
-        feval=lambda preds, d: ("ap", average_precision_score(d.get_label(), preds), True),
-        callbacks=[lgb.early_stopping(100, verbose=False)],
-    )
+    tried = []
+    for extra in grid:
+        params = {
+            "objective": "binary",
+            "metric": ["binary_logloss", "average_precision"],
+            "first_metric_only": True,
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "seed": a.seed,
+            "verbose": -1,
+            "num_threads": 2,
+            **extra,
+        }
+        booster = lgb.train(
+            params,
+            train,
+            num_boost_round=2000,
+            valid_sets=[valid],
+            callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)],
+        )
+        best = booster.best_score["valid_0"]
+        tried.append((best["binary_logloss"], best["average_precision"], extra, booster))
     seconds = time.time() - start
+    _, valid_ap, best_params, booster = min(tried, key=lambda t: t[0])
     scores = booster.predict(xt, num_iteration=booster.best_iteration)
     out = {
         "model": "lightgbm",
@@ -106,8 +118,10 @@ def main():
         "train_events": int(len(y)),
         "test_events": int(len(yt)),
         "test_fraud": int(yt.sum()),
+        "params": best_params,
         "best_iteration": booster.best_iteration,
         "train_seconds": round(seconds, 1),
+        "validation_pr_auc": valid_ap,
         "pr_auc": average_precision_score(yt, scores),
         "roc_auc": roc_auc_score(yt, scores),
     }

@@ -101,8 +101,10 @@ pub fn expected_calibration_error(probs: &[f32], labels: &[u8], bins: usize) -> 
 }
 
 /// Chooses the threshold for `policy` on validation `scores`. Cut-offs lie between distinct
-/// scores: blocking the k highest score groups is "score > the (k+1)-th distinct score".
-/// `Err` says why no threshold meets the policy.
+/// scores: blocking the k highest score groups is "score > the midpoint of the k-th and
+/// (k+1)-th distinct scores" — the midpoint, so that the last-bit differences between scoring
+/// in training and in serving (batch shapes change float summation order) cannot move an
+/// event across the threshold. `Err` says why no threshold meets the policy.
 pub fn choose_threshold(policy: ThresholdPolicy, scores: &[f32], labels: &[u8]) -> Result<ThresholdChoice, String> {
     let mut order: Vec<(f32, bool)> = scores.iter().zip(labels).map(|(&s, &l)| (s, l != 0)).collect();
     order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
@@ -119,8 +121,8 @@ pub fn choose_threshold(policy: ThresholdPolicy, scores: &[f32], labels: &[u8]) 
         }
         match order.get(i + 1) {
             Some(next) if next.0 == s => {}
-            Some(next) => cuts.push((f64::from(next.0), tp, fp)),
-            None => cuts.push((0.0f64.min(f64::from(s)) - f64::EPSILON, tp, fp)),
+            Some(next) => cuts.push(((f64::from(s) + f64::from(next.0)) / 2.0, tp, fp)),
+            None => cuts.push((f64::from(s) / 2.0 - f64::EPSILON, tp, fp)),
         }
     }
     let choice = |&(threshold, tp, fp): &(f64, f64, f64)| ThresholdChoice {
@@ -171,17 +173,17 @@ mod tests {
         let labels = [1, 1, 0, 1, 0, 0, 0, 0];
         let c = choose_threshold(ThresholdPolicy::TargetPrecision(0.75), &scores, &labels).unwrap();
         // Blocking {0.9, 0.8, 0.7, 0.6}: precision 3/4, recall 1 — more recall than {0.9, 0.8}.
-        assert_eq!((c.threshold as f32, c.precision, c.recall), (0.5, 0.75, 1.0));
+        assert_eq!((c.threshold as f32, c.precision, c.recall), (0.55, 0.75, 1.0));
         let c = choose_threshold(ThresholdPolicy::TargetPrecision(0.9), &scores, &labels).unwrap();
-        assert_eq!((c.threshold as f32, c.precision, c.recall), (0.7, 1.0, 2.0 / 3.0));
+        assert_eq!((c.threshold as f32, c.precision, c.recall), (0.75, 1.0, 2.0 / 3.0));
         let c = choose_threshold(ThresholdPolicy::MaxFpr(0.2), &scores, &labels).unwrap();
-        assert_eq!((c.threshold as f32, c.fpr), (0.5, 0.2));
+        assert_eq!((c.threshold as f32, c.fpr), (0.55, 0.2));
         // A miss costs 10 false alarms: blocking all 3 frauds costs 1 FP; fewer cost ≥ 10.
         let c = choose_threshold(ThresholdPolicy::CostRatio(10.0), &scores, &labels).unwrap();
-        assert_eq!(c.threshold as f32, 0.5);
+        assert_eq!(c.threshold as f32, 0.55);
         // A miss costs half a false alarm: stop before the first legitimate score (cost 0.5).
         let c = choose_threshold(ThresholdPolicy::CostRatio(0.5), &scores, &labels).unwrap();
-        assert_eq!((c.threshold as f32, c.recall), (0.7, 2.0 / 3.0));
+        assert_eq!((c.threshold as f32, c.recall), (0.75, 2.0 / 3.0));
         // The top score is legitimate: blocking nothing (cost 0.5) beats blocking both (1).
         let c = choose_threshold(ThresholdPolicy::CostRatio(0.5), &[0.9, 0.8], &[0, 1]).unwrap();
         assert_eq!((c.threshold, c.recall), (1.0, 0.0));

@@ -4,7 +4,7 @@
 # (scripts/baseline_lgbm.py, in a venv under data/) on the same features and split — each with
 # and without the windowed features. Writes data/quality/*.json and prints a table.
 #
-#   scripts/quality.sh            # extra `vigil train` flags: VIGIL_TRAIN_FLAGS="--seeds 5"
+#   scripts/quality.sh            # `vigil train` flags: VIGIL_TRAIN_FLAGS (default "--seeds 5")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +29,10 @@ row() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(f"{sy
 for variant in windows own; do
     flags=()
     [[ $variant == own ]] && flags=(--without-windows)
-    start=$(date +%s.%N)
+    start=$(date +%s)
     # shellcheck disable=SC2086
-    "$VIGIL" train --input data/ulb.train.jsonl --out "data/models/ulb-$variant.safetensors" "${flags[@]}" ${VIGIL_TRAIN_FLAGS:-}
-    secs=$(echo "$(date +%s.%N) - $start" | bc)
+    "$VIGIL" train --input data/ulb.train.jsonl --out "data/models/ulb-$variant.safetensors" "${flags[@]}" ${VIGIL_TRAIN_FLAGS:---seeds 5}
+    secs=$(( $(date +%s) - start ))
     "$VIGIL" eval --input data/ulb.test.jsonl --model "data/models/ulb-$variant.safetensors" --json \
         > "data/quality/vigil-$variant.json"
     echo "$secs" > "data/quality/vigil-$variant.train-seconds"
@@ -46,7 +46,7 @@ echo
 echo "ULB credit-card, trained on day 1, scored on day 2"
 echo "model                              PR-AUC   ROC-AUC  train"
 for variant in windows own; do
-    row "data/quality/vigil-$variant.json" "vigil ($variant)" "$(printf %.0f "$(cat data/quality/vigil-$variant.train-seconds)") s"
+    row "data/quality/vigil-$variant.json" "vigil ($variant)" "$(cat "data/quality/vigil-$variant.train-seconds") s"
     row "data/quality/lightgbm-$variant.json" "LightGBM ($variant)" \
         "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["train_seconds"])' "data/quality/lightgbm-$variant.json") s"
 done

@@ -31,6 +31,8 @@ pub enum Command {
     Features(FeaturesArgs),
     /// Measure throughput and latency of each stage and end to end.
     Bench(BenchArgs),
+    /// Turn a CSV of transactions into events (SPEC §1) by a mapping file.
+    Import(ImportArgs),
 }
 
 /// Generator settings shared by `gen`, `run` and `bench`.
@@ -181,9 +183,27 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma-separated (default 32,16).
     #[arg(long)]
     pub hidden: Option<String>,
-    /// Decision threshold stored in the model.
+    /// Decision threshold stored in the model (default 0.8; or choose one with the next three).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Choose the lowest threshold whose validation precision is at least P.
+    #[arg(long, value_name = "P")]
+    pub target_precision: Option<f64>,
+    /// Choose the lowest threshold whose validation false-positive rate is at most F.
+    #[arg(long, value_name = "F")]
+    pub max_fpr: Option<f64>,
+    /// Choose the threshold minimising C·missed frauds + false alarms on validation.
+    #[arg(long, value_name = "C")]
+    pub cost_ratio: Option<f64>,
+    /// Train this many networks (seeds SEED, SEED+1, …) and average them into one model.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Loss weight of a fraud example (default: legitimate / fraud count of the training part).
+    #[arg(long)]
+    pub positive_weight: Option<f64>,
+    /// Leave the SPEC §2 window features out of the model's inputs (own and extra features only).
+    #[arg(long)]
+    pub without_windows: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -226,4 +246,23 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub generator: GeneratorArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImportArgs {
+    /// CSV file with a header line.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Mapping file (TOML) naming the id, user, time, amount, label and feature columns.
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+    /// Events as JSON lines, ordered by timestamp (with --split-at: NAME.train.jsonl and NAME.test.jsonl).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write events before this instant (RFC 3339 or epoch ms) to the train file, the rest to the test file.
+    #[arg(long)]
+    pub split_at: Option<String>,
+    /// Rows that could not be converted, as JSON lines with line number and reason (default NAME.rejects.jsonl).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
 }

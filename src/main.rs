@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod import;
 mod progress;
 
 use clap::Parser;
@@ -62,6 +63,7 @@ fn main() {
         Command::Eval(args) => commands::eval::execute(args),
         Command::Features(args) => commands::features::execute(args),
         Command::Bench(args) => commands::bench::execute(args),
+        Command::Import(args) => commands::import::execute(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

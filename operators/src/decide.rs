@@ -1,8 +1,9 @@
 //! Decide: threshold, confidence and reasons, rendered as SPEC §3 decision records; blocked
 //! decisions are copied to the alerts output and dead letters are rendered alongside.
 //!
-//! `confidence` is the score's distance from the threshold, scaled to [0, 1] on the side of the
-//! decision: 0 at the threshold, 1 at a score of 0 (approve) or 1 (block).
+//! `confidence` is the probability that the decision is right: the score for a block, one minus
+//! the score for an approve. Models trained by `vigil train` are calibrated on their validation
+//! split (Platt, see `calibration.rs`), so the score is a fraud probability and so is this.
 
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
@@ -28,8 +29,7 @@ pub struct DecisionPolicy {
 impl DecisionPolicy {
     /// Confidence of the decision for `score` (see module docs).
     pub fn confidence(&self, score: f64) -> f64 {
-        let t = self.threshold.clamp(1e-9, 1.0 - 1e-9);
-        let c = if score > self.threshold { (score - t) / (1.0 - t) } else { (t - score) / t };
+        let c = if score > self.threshold { score } else { 1.0 - score };
         c.clamp(0.0, 1.0)
     }
 
@@ -164,11 +164,11 @@ mod tests {
         assert_eq!(lines[0]["decision"], "block");
         assert_eq!(lines[0]["is_anomaly"], true);
         assert_eq!(lines[0]["anomaly_score"], 0.93);
-        assert!((lines[0]["confidence"].as_f64().unwrap() - 0.65).abs() < 1e-6);
+        assert!((lines[0]["confidence"].as_f64().unwrap() - 0.93).abs() < 1e-6);
         assert_eq!(lines[0]["reasons"][0], "amount 6.1x the user's 7d mean");
         assert!((lines[0]["features"]["amount_ratio"].as_f64().unwrap() - 6.1).abs() < 1e-6);
         assert_eq!(lines[1]["decision"], "approve");
-        assert!((lines[1]["confidence"].as_f64().unwrap() - 0.875).abs() < 1e-6);
+        assert!((lines[1]["confidence"].as_f64().unwrap() - 0.9).abs() < 1e-6);
         assert_eq!(chunk.counts.blocked, 1);
         assert_eq!(chunk.alerts.iter().filter(|&&b| b == b'\n').count(), 1);
         assert!(chunk.alerts.starts_with(b"{\"eventId\":\"e1\""));

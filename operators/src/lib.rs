@@ -2,6 +2,7 @@
 //! decisions) and the thin timely operators that move batches around them.
 
 pub mod batch;
+pub mod calibration;
 pub mod clock;
 pub mod dead_letter;
 pub mod decide;

@@ -83,6 +83,28 @@ pub struct TrainingInfo {
     pub positive_weight: f64,
     #[serde(default)]
     pub seed: u64,
+    /// Networks averaged into this model (1 = a single network).
+    #[serde(default = "one")]
+    pub seeds: usize,
+    /// Platt's `(a, b)` folded into the output layer: the score is `σ(a·z + b)` of the
+    /// trained logit z, a probability calibrated on the validation split.
+    #[serde(default)]
+    pub calibration: Option<[f64; 2]>,
+    /// Expected calibration error of the score on the validation split (10 bins).
+    #[serde(default)]
+    pub validation_ece: f64,
+    /// How `threshold` was chosen.
+    #[serde(default)]
+    pub threshold_policy: Option<crate::calibration::ThresholdPolicy>,
+    /// Precision and recall of `score > threshold` on the validation split.
+    #[serde(default)]
+    pub expected_precision: f64,
+    #[serde(default)]
+    pub expected_recall: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_threshold() -> f64 {
@@ -422,6 +444,12 @@ mod tests {
                 validation_roc_auc: 0.0,
                 epochs_run: 0,
                 best_epoch: 0,
+                seeds: 1,
+                calibration: None,
+                validation_ece: 0.0,
+                threshold_policy: None,
+                expected_precision: 0.0,
+                expected_recall: 0.0,
                 positive_weight: 1.0,
                 seed,
             },

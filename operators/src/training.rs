@@ -14,6 +14,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::{choose_threshold, expected_calibration_error, fit_platt, ThresholdPolicy};
 use crate::evaluation::{evaluate, Evaluation};
 use crate::hashing::mix64;
 use crate::model::{
@@ -50,8 +51,10 @@ pub struct TrainConfig {
     /// balances the two classes' total weight so the rare class is not ignored.
     pub positive_weight: Option<f64>,
     pub seed: u64,
-    /// Written into the metadata as the decision threshold.
-    pub threshold: f64,
+    /// Networks trained with seeds `seed..seed + seeds` and averaged (see [`train`]).
+    pub seeds: usize,
+    /// How the decision threshold written into the metadata is chosen on the validation split.
+    pub threshold: ThresholdPolicy,
     /// Input file name recorded in the metadata.
     pub input_name: String,
 }
@@ -69,17 +72,75 @@ impl Default for TrainConfig {
             validation_fraction: 0.2,
             positive_weight: None,
             seed: 42,
-            threshold: 0.8,
+            seeds: 1,
+            threshold: ThresholdPolicy::Fixed(0.8),
             input_name: String::new(),
         }
     }
 }
 
-/// Trains a model; see the module docs for the split and determinism guarantees.
+/// Trains a model; see the module docs for the split and determinism guarantees. With
+/// `seeds > 1` it trains that many networks (seeds `seed`, `seed + 1`, …) on the same split and
+/// merges them into one wider network whose logit is the members' mean logit (see
+/// [`merge_ensemble`]): the variance of a single network's ranking on a few hundred frauds is
+/// large, and averaging is the cheapest cure that still scores in one forward pass.
 pub fn train(data: &TrainingData, cfg: &TrainConfig) -> Result<Model, ModelError> {
     let split = Split::new(data, cfg)?;
     let positive_weight = cfg.positive_weight.unwrap_or(split.negatives as f64 / split.positives as f64);
-    let mut rng = SplitMix64(cfg.seed);
+    let mut members = Vec::with_capacity(cfg.seeds.max(1));
+    let (mut epochs_run, mut best_epoch) = (0, 0);
+    for k in 0..cfg.seeds.max(1) as u64 {
+        let member = train_one(&split, cfg, cfg.seed.wrapping_add(k), positive_weight)?;
+        epochs_run += member.epochs_run;
+        best_epoch = member.best_epoch;
+        members.push(member);
+    }
+    let mut dense = merge_ensemble(members.iter().map(|m| m.dense.as_slice()));
+    let logits = predict_logits(&dense_tensors(&dense)?, &split.valid_x, split.width)?;
+    let (a, b) = fit_platt(&logits, &split.valid_y);
+    calibrate_output(&mut dense, a, b);
+    let probs = predict(&dense_tensors(&dense)?, &split.valid_x, split.width)?;
+    let choice = choose_threshold(cfg.threshold, &probs, &split.valid_y).map_err(ModelError::Training)?;
+    let eval = evaluate(&probs, &split.valid_y, choice.threshold);
+    let meta = ModelMetadata {
+        version: String::new(),
+        kind: KIND_MLP.to_string(),
+        layers: std::iter::once(split.width).chain(dense.iter().map(|l| l.out_dim)).collect(),
+        inputs: split.inputs.clone(),
+        threshold: choice.threshold.clamp(0.0, 1.0),
+        training: TrainingInfo {
+            input: cfg.input_name.clone(),
+            events: data.labels.len() as u64,
+            fraud_rate: data.labels.iter().filter(|&&l| l != 0).count() as f64 / data.labels.len() as f64,
+            time_min_ms: data.times_ms.iter().copied().min().unwrap_or(0),
+            time_max_ms: data.times_ms.iter().copied().max().unwrap_or(0),
+            validation_pr_auc: eval.pr_auc,
+            validation_roc_auc: eval.roc_auc,
+            epochs_run,
+            best_epoch,
+            positive_weight,
+            seed: cfg.seed,
+            seeds: members.len(),
+            calibration: Some([a, b]),
+            validation_ece: expected_calibration_error(&probs, &split.valid_y, ECE_BINS),
+            threshold_policy: Some(cfg.threshold),
+            expected_precision: choice.precision,
+            expected_recall: choice.recall,
+        },
+    };
+    Model::from_parts(meta, dense)
+}
+
+/// One trained network: the weights of its best validation epoch.
+struct Member {
+    dense: Vec<Dense>,
+    epochs_run: usize,
+    best_epoch: usize,
+}
+
+/// Trains one network with early stopping on validation PR-AUC.
+fn train_one(split: &Split, cfg: &TrainConfig, seed: u64, positive_weight: f64) -> Result<Member, ModelError> {
+    let mut rng = SplitMix64(seed);
     let net = Net::new(split.width, &cfg.hidden, &mut rng)?;
     let params = ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..ParamsAdamW::default() };
     let mut opt = AdamW::new(net.vars(), params)?;
@@ -89,10 +150,11 @@ pub fn train(data: &TrainingData, cfg: &TrainConfig) -> Result<Model, ModelError
     let start = Instant::now();
     for epoch in 1..=cfg.max_epochs {
         rng.shuffle(&mut order);
-        let loss = net.epoch(&split, &order, cfg.batch_size, positive_weight as f32, &mut opt)?;
-        let eval = evaluate(&net.predict(&split.valid_x, split.width)?, &split.valid_y, cfg.threshold);
+        let loss = net.epoch(split, &order, cfg.batch_size, positive_weight as f32, &mut opt)?;
+        let eval = evaluate(&predict(&net.detached(), &split.valid_x, split.width)?, &split.valid_y, 0.5);
         epochs_run = epoch;
         tracing::info!(
+            seed,
             epoch,
             loss = format!("{loss:.5}"),
             val_pr_auc = format!("{:.4}", eval.pr_auc),
@@ -107,28 +169,87 @@ pub fn train(data: &TrainingData, cfg: &TrainConfig) -> Result<Model, ModelError
             break;
         }
     }
-    let (eval, dense, best_epoch) = best.ok_or_else(|| ModelError::Training("max_epochs is 0".to_string()))?;
-    let meta = ModelMetadata {
-        version: String::new(),
-        kind: KIND_MLP.to_string(),
-        layers: std::iter::once(split.width).chain(cfg.hidden.iter().copied()).chain([1]).collect(),
-        inputs: split.inputs.clone(),
-        threshold: cfg.threshold,
-        training: TrainingInfo {
-            input: cfg.input_name.clone(),
-            events: data.labels.len() as u64,
-            fraud_rate: data.labels.iter().filter(|&&l| l != 0).count() as f64 / data.labels.len() as f64,
-            time_min_ms: data.times_ms.iter().copied().min().unwrap_or(0),
-            time_max_ms: data.times_ms.iter().copied().max().unwrap_or(0),
-            validation_pr_auc: eval.pr_auc,
-            validation_roc_auc: eval.roc_auc,
-            epochs_run,
-            best_epoch,
-            positive_weight,
-            seed: cfg.seed,
-        },
-    };
-    Model::from_parts(meta, dense)
+    let (_, dense, best_epoch) = best.ok_or_else(|| ModelError::Training("max_epochs is 0".to_string()))?;
+    Ok(Member { dense, epochs_run, best_epoch })
+}
+
+/// Merges networks of equal depth over the same inputs into one: the first layers are stacked
+/// (all read the same inputs), the hidden layers become block-diagonal (member k's units only
+/// see member k's units), and the output layer sums the members' logits scaled by 1/K — so
+/// the merged logit is exactly the mean logit, computed by the unchanged MLP forward pass.
+pub(crate) fn merge_ensemble<'a>(members: impl Iterator<Item = &'a [Dense]>) -> Vec<Dense> {
+    let members: Vec<&[Dense]> = members.collect();
+    let depth = members.first().map_or(0, |m| m.len());
+    let scale_out = 1.0 / members.len() as f32;
+    (0..depth)
+        .map(|i| {
+            let last = i + 1 == depth;
+            let total_in = if i == 0 { members[0][0].in_dim } else { members.iter().map(|m| m[i].in_dim).sum() };
+            let total_out = if last { 1 } else { members.iter().map(|m| m[i].out_dim).sum() };
+            let mut merged = Dense {
+                in_dim: total_in,
+                out_dim: total_out,
+                w: vec![0.0; total_in * total_out],
+                b: vec![0.0; total_out],
+            };
+            let (mut row0, mut col0) = (0, 0);
+            for m in &members {
+                let l = &m[i];
+                let scale = if last { scale_out } else { 1.0 };
+                for r in 0..l.out_dim {
+                    for c in 0..l.in_dim {
+                        merged.w[(row0 + r) * total_in + col0 + c] += scale * l.w[r * l.in_dim + c];
+                    }
+                    merged.b[row0 + r] += scale * l.b[r];
+                }
+                if !last {
+                    row0 += l.out_dim;
+                }
+                if i > 0 {
+                    col0 += l.in_dim;
+                }
+            }
+            merged
+        })
+        .collect()
+}
+
+/// Per layer `(in × out, 1 × out)` tensors of file-layout weights.
+fn dense_tensors(dense: &[Dense]) -> Result<Vec<(Tensor, Tensor)>, ModelError> {
+    Ok(dense
+        .iter()
+        .map(|l| {
+            let w = Tensor::from_slice(&l.w, (l.out_dim, l.in_dim), &Device::Cpu)?.t()?.contiguous()?;
+            Ok((w, Tensor::from_slice(&l.b, (1, l.out_dim), &Device::Cpu)?))
+        })
+        .collect::<Result<Vec<_>, candle_core::Error>>()?)
+}
+
+/// Bins of the expected calibration error recorded in the metadata.
+const ECE_BINS: usize = 10;
+
+/// Folds Platt's `σ(a·z + b)` into the output layer, so the network's score is the calibrated
+/// probability (see [`crate::calibration`]).
+fn calibrate_output(dense: &mut [Dense], a: f64, b: f64) {
+    if let Some(last) = dense.last_mut() {
+        last.w.iter_mut().for_each(|w| *w = (f64::from(*w) * a) as f32);
+        last.b.iter_mut().for_each(|c| *c = (f64::from(*c) * a + b) as f32);
+    }
+}
+
+/// Logits for standardised rows, in chunks to bound memory.
+fn predict_logits(tensors: &[(Tensor, Tensor)], x: &[f32], d: usize) -> Result<Vec<f32>, ModelError> {
+    let mut out = Vec::with_capacity(x.len() / d);
+    for chunk in x.chunks(d * 16384) {
+        let t = Tensor::from_slice(chunk, (chunk.len() / d, d), &Device::Cpu)?;
+        out.extend(forward(tensors, &t)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Probabilities for standardised rows.
+fn predict(tensors: &[(Tensor, Tensor)], x: &[f32], d: usize) -> Result<Vec<f32>, ModelError> {
+    Ok(predict_logits(tensors, x, d)?.into_iter().map(sigmoid).collect())
 }
 
 /// The time-ordered split, standardised with constants from the training part.
@@ -299,18 +420,9 @@ impl Net {
         Ok(total / weight)
     }
 
-    /// Probabilities for standardised rows, in chunks to bound memory; weights are detached so
-    /// no gradient graph is built.
-    fn predict(&self, x: &[f32], d: usize) -> Result<Vec<f32>, ModelError> {
-        let tensors: Vec<(Tensor, Tensor)> =
-            self.layers.iter().map(|(w, b)| (w.as_tensor().detach(), b.as_tensor().detach())).collect();
-        let mut out = Vec::with_capacity(x.len() / d);
-        for chunk in x.chunks(d * 16384) {
-            let t = Tensor::from_slice(chunk, (chunk.len() / d, d), &Device::Cpu)?;
-            let z = forward(&tensors, &t)?.flatten_all()?.to_vec1::<f32>()?;
-            out.extend(z.into_iter().map(sigmoid));
-        }
-        Ok(out)
+    /// The current weights without gradient tracking, for validation scoring.
+    fn detached(&self) -> Vec<(Tensor, Tensor)> {
+        self.layers.iter().map(|(w, b)| (w.as_tensor().detach(), b.as_tensor().detach())).collect()
     }
 
     /// Host copy of the current weights in file layout (`out × in`), for keeping the best
@@ -431,6 +543,42 @@ mod tests {
         assert!((m.inputs[4].mean - 400.0).abs() < 0.2, "{:?}", m.inputs[4]);
         let other = train(&data, &TrainConfig { seed: 7, ..cfg })?;
         assert_ne!(other.metadata().version, m.version);
+        Ok(())
+    }
+
+    /// The merged network's logit equals the mean of the members' logits, each computed by
+    /// its own forward pass.
+    #[test]
+    fn merged_ensemble_scores_the_mean_logit() -> Result<(), ModelError> {
+        let mut rng = SplitMix64(5);
+        let members: Vec<Vec<Dense>> = (0..3)
+            .map(|k| {
+                let widths = [6, 4 + k, 3, 1];
+                widths
+                    .windows(2)
+                    .map(|p| Dense {
+                        in_dim: p[0],
+                        out_dim: p[1],
+                        w: (0..p[0] * p[1]).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect(),
+                        b: (0..p[1]).map(|_| (rng.unit() - 0.5) as f32).collect(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let x: Vec<f32> = (0..10 * 6).map(|_| (rng.unit() * 4.0 - 2.0) as f32).collect();
+        let xt = Tensor::from_slice(&x, (10, 6), &Device::Cpu)?;
+        let logits = |dense: &[Dense]| -> Result<Vec<f32>, ModelError> {
+            Ok(forward(&dense_tensors(dense)?, &xt)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let merged = merge_ensemble(members.iter().map(Vec::as_slice));
+        assert_eq!(merged.iter().map(|l| l.out_dim).collect::<Vec<_>>(), [15, 9, 1]);
+        let got = logits(&merged)?;
+        let each: Vec<Vec<f32>> = members.iter().map(|m| logits(m)).collect::<Result<_, _>>()?;
+        for (i, g) in got.iter().enumerate() {
+            let mean = each.iter().map(|e| e[i]).sum::<f32>() / 3.0;
+            assert!((g - mean).abs() < 1e-5, "row {i}: {g} vs {mean}");
+        }
+        assert_eq!(merge_ensemble(members[..1].iter().map(Vec::as_slice)), members[0], "one member is unchanged");
         Ok(())
     }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod eval;
 pub mod features;
 pub mod gen;
+pub mod import;
 pub mod run;
 pub mod train;
 

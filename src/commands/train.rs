@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use dataflows::feature_extraction::extract;
+use operators::calibration::ThresholdPolicy;
 use operators::enrich::InputLayout;
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::training::{train, TrainConfig, TrainingData};
@@ -43,12 +44,44 @@ fn parse_widths(text: &str) -> Result<Vec<usize>, UsageError> {
         .collect()
 }
 
+/// The threshold policy from `--threshold`, `--target-precision`, `--max-fpr`, `--cost-ratio`
+/// (at most one).
+fn threshold_policy(args: &TrainArgs) -> Result<Option<ThresholdPolicy>, UsageError> {
+    let given = [
+        ("--threshold", args.threshold.map(ThresholdPolicy::Fixed), 0.0..=1.0),
+        ("--target-precision", args.target_precision.map(ThresholdPolicy::TargetPrecision), 0.0..=1.0),
+        ("--max-fpr", args.max_fpr.map(ThresholdPolicy::MaxFpr), 0.0..=1.0),
+        ("--cost-ratio", args.cost_ratio.map(ThresholdPolicy::CostRatio), 0.0..=f64::MAX),
+    ];
+    let mut chosen = None;
+    for (flag, policy, range) in given {
+        let Some(policy) = policy else { continue };
+        if chosen.is_some() {
+            return Err(UsageError(format!(
+                "{flag}: give only one of --threshold, --target-precision, --max-fpr, --cost-ratio"
+            )));
+        }
+        let value = match policy {
+            ThresholdPolicy::Fixed(v)
+            | ThresholdPolicy::TargetPrecision(v)
+            | ThresholdPolicy::MaxFpr(v)
+            | ThresholdPolicy::CostRatio(v) => v,
+        };
+        if !range.contains(&value) {
+            return Err(UsageError(format!("{flag}: {value} is outside {}..={}", range.start(), range.end())));
+        }
+        chosen = Some(policy);
+    }
+    Ok(chosen)
+}
+
 /// Trains and writes the model.
 pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let input_path = args.data.input.clone().unwrap_or_default();
     let out = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
-    let mut names: Vec<String> = WINDOW_FEATURE_NAMES.iter().chain(&OWN_FEATURE_NAMES).map(|s| s.to_string()).collect();
+    let windows: &[&str] = if args.without_windows { &[] } else { &WINDOW_FEATURE_NAMES };
+    let mut names: Vec<String> = windows.iter().chain(&OWN_FEATURE_NAMES).map(|s| s.to_string()).collect();
     names.extend(extra_feature_names(&input_path)?);
     let layout = InputLayout::resolve(&names)
         .map_err(|bad| UsageError(format!("--input: feature names vigil cannot use: {}", bad.join(", "))))?;
@@ -79,6 +112,12 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         "features extracted"
     );
     let defaults = TrainConfig::default();
+    if args.seeds == Some(0) {
+        return Err(UsageError("--seeds: must be at least 1".into()).into());
+    }
+    if let Some(w) = args.positive_weight.filter(|w| !(w.is_finite() && *w > 0.0)) {
+        return Err(UsageError(format!("--positive-weight: {w} is not a positive number")).into());
+    }
     let hidden = match &args.hidden {
         Some(text) => parse_widths(text)?,
         None => defaults.hidden.clone(),
@@ -87,7 +126,9 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         hidden,
         max_epochs: args.epochs.unwrap_or(defaults.max_epochs),
         seed: args.seed.unwrap_or(defaults.seed),
-        threshold: args.threshold.unwrap_or(defaults.threshold),
+        seeds: args.seeds.unwrap_or(defaults.seeds),
+        positive_weight: args.positive_weight.or(defaults.positive_weight),
+        threshold: threshold_policy(&args)?.unwrap_or(defaults.threshold),
         input_name: input_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         ..defaults
     };
@@ -97,14 +138,20 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     }
     model.save(&out).with_context(|| format!("writing {}", out.display()))?;
     let meta = model.metadata();
+    let t = &meta.training;
     println!(
-        "model {} written to {} (validation PR-AUC {:.4}, ROC-AUC {:.4}, {} epochs, {:.1} s)",
+        "model {} written to {} (validation PR-AUC {:.4}, ROC-AUC {:.4}, ECE {:.4}; {} epochs, {:.1} s)",
         meta.version,
         out.display(),
-        meta.training.validation_pr_auc,
-        meta.training.validation_roc_auc,
-        meta.training.epochs_run,
+        t.validation_pr_auc,
+        t.validation_roc_auc,
+        t.validation_ece,
+        t.epochs_run,
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "threshold {:.6}: expected precision {:.4}, recall {:.4} (on the validation split)",
+        meta.threshold, t.expected_precision, t.expected_recall
     );
     Ok(())
 }

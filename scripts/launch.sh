@@ -142,21 +142,31 @@ stop_and_reap() {
 interrupted=0
 trap 'interrupted=1; echo "launch.sh: stopping all processes" >&2; stop_all TERM' INT TERM
 
-# Waits for one process to end; sets `ended_index` and `ended_code`. Returns 1 when the wait
-# was interrupted by a signal instead.
+# Whether process $1 still runs (a zombie does not).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  [[ $stat != *") Z "* ]]
+}
+
+# Waits for one process to end; sets `ended_index` and `ended_code`. (Polls rather than using
+# `wait -n`, which misses a child that bash reaped while running a command substitution.)
 reap_one() {
-  local pid= code=0 i
-  wait -n -p pid $(running) || code=$?
-  [[ -n $pid ]] || return 1
-  for i in "${!pids[@]}"; do
-    if [[ ${pids[$i]} == "$pid" ]]; then
-      pids[i]=
-      ended_index=$i
-      ended_code=$code
-      return 0
-    fi
+  local i pid
+  while :; do
+    for i in "${!pids[@]}"; do
+      pid=${pids[$i]}
+      if [[ -n $pid ]] && ! alive "$pid"; then
+        ended_code=0
+        wait "$pid" || ended_code=$?
+        pids[i]=
+        ended_index=$i
+        return 0
+      fi
+    done
+    sleep 0.2
   done
-  return 1
 }
 
 status=0

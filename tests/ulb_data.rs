@@ -3,28 +3,35 @@
 //! Counts are the published ones: 284,807 transactions, 492 frauds; day 1 (Time < 86400) has
 //! 144,786 transactions of which 281 are fraud.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use support::vigil;
 
 mod support;
 
-#[test]
-fn ulb_imports_completely_and_splits_at_day_one() {
+/// Imports the ULB CSV into `dir` (ulb.train.jsonl / ulb.test.jsonl, split at the end of day 1)
+/// and returns import's standard output; `None` (with a message) when the data is absent.
+fn import_ulb(dir: &Path) -> Option<String> {
     let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/creditcard.csv");
     if !csv.exists() {
         eprintln!("SKIPPED: {} is absent; run scripts/fetch-data.sh ulb to fetch it", csv.display());
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ulb.jsonl");
+    let out = dir.join("ulb.jsonl");
     let output = vigil()
         .args(["import", "--csv", csv.to_str().unwrap(), "--map", "mappings/ulb-creditcard.toml"])
         .args(["--out", out.to_str().unwrap(), "--split-at", "2013-09-02T00:00:00Z"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    Some(stdout)
+}
+
+#[test]
+fn ulb_imports_completely_and_splits_at_day_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(stdout) = import_ulb(dir.path()) else { return };
     assert!(stdout.contains("imported 284807 events (492 fraud, 0 unlabelled)"), "{stdout}");
     assert!(stdout.contains("rejected 0 rows"), "{stdout}");
     let count = |part: &str, needle: &str| {
@@ -48,19 +55,10 @@ fn ulb_imports_completely_and_splits_at_day_one() {
 /// 0.69–0.78), and the stored threshold policy is met on the validation split.
 #[test]
 fn ulb_day_two_quality() {
-    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/creditcard.csv");
-    if !csv.exists() {
-        eprintln!("SKIPPED: {} is absent; run scripts/fetch-data.sh ulb to fetch it", csv.display());
+    let dir = tempfile::tempdir().unwrap();
+    if import_ulb(dir.path()).is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ulb.jsonl");
-    let status = vigil()
-        .args(["import", "--csv", csv.to_str().unwrap(), "--map", "mappings/ulb-creditcard.toml"])
-        .args(["--out", out.to_str().unwrap(), "--split-at", "2013-09-02T00:00:00Z"])
-        .status()
-        .unwrap();
-    assert!(status.success());
     let model = dir.path().join("ulb.safetensors");
     let output = vigil()
         .args(["train", "--input", dir.path().join("ulb.train.jsonl").to_str().unwrap()])

@@ -42,9 +42,11 @@ impl Served {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("vigil did not log its HTTP address within 60 s");
+            let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("vigil did not log its HTTP address within 60 s");
+            };
             if let Some(rest) = line.split("address=").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap().to_owned();
                 return Served { child, base: format!("http://{addr}"), _log: log };
@@ -95,6 +97,14 @@ impl Served {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A failed test must not leave its job running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

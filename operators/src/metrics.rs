@@ -193,7 +193,7 @@ mod tests {
             assert!(text.contains(&format!("\n{name}")), "{name} missing:\n{text}");
         }
         assert!(text.contains("anomaly_detection_total{process=\"3\"} 5"), "{text}");
-        assert!(text.contains("vigil_model_info{process=\"3\",version=\"mlp-x\"} 1"), "{text}");
-        assert!(text.contains("anomaly_dead_letters_total{process=\"3\",reason=\"duplicate\"} 0"), "{text}");
+        assert!(text.contains("vigil_model_info{version=\"mlp-x\",process=\"3\"} 1"), "{text}");
+        assert!(text.contains("anomaly_dead_letters_total{reason=\"duplicate\",process=\"3\"} 0"), "{text}");
     }
 }

@@ -233,11 +233,11 @@ mod tests {
         times.export(&metrics);
         let text = metrics.render();
         assert!(
-            text.contains(r#"vigil_operator_activations_total{operator="Source",process="0",worker="0"} 2"#),
+            text.contains(r#"vigil_operator_activations_total{operator="Source",worker="0",process="0"} 2"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"vigil_operator_busy_seconds_total{operator="Source",process="0",worker="0"} 0.005"#),
+            text.contains(r#"vigil_operator_busy_seconds_total{operator="Source",worker="0",process="0"} 0.005"#),
             "{text}"
         );
     }

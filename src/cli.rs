@@ -114,6 +114,13 @@ pub struct RunArgs {
     /// Offered load in events/s (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Serve /metrics, /healthz and POST /api/v1/detect on HOST:PORT (port 0: any free port);
+    /// the job then runs until SIGINT/SIGTERM even after a finite source is exhausted.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Seconds between per-operator timing summaries in the log, e.g. 10s (default 10s).
+    #[arg(long)]
+    pub log_interval: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -244,6 +251,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Keep metrics and per-operator timings during the end-to-end runs, as `run` does.
+    #[arg(long)]
+    pub telemetry: bool,
     #[command(flatten)]
     pub generator: GeneratorArgs,
 }

@@ -5,8 +5,11 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod http;
 mod import;
 mod progress;
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -40,6 +43,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = match config::expand_args(std::env::args_os().collect()) {
         Ok(args) => args,

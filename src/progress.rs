@@ -2,7 +2,9 @@
 //! log line every few seconds (so CI logs stay readable).
 
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,4 +54,19 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// How often a watcher reads its counter.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Reports `count()` on its own thread until `done` is set, for work whose progress is a
+/// shared counter (e.g. a metric) rather than a loop in this thread.
+pub fn watch(progress: Progress, count: impl Fn() -> u64 + Send + 'static, done: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            progress.set(count());
+            std::thread::sleep(WATCH_EVERY);
+        }
+        progress.finish(count());
+    })
 }

@@ -54,7 +54,7 @@ pub fn extract(
             rate: tuning.rate,
         };
         let parser = EventParser::new(extras.clone());
-        let window = WindowConfig { rules, extra_count: extras.len(), report: None };
+        let window = WindowConfig { rules, extra_count: extras.len(), report: None, metrics: None };
         let sink = Arc::clone(&sink);
         worker.dataflow::<u64, _, _>(|scope| {
             let (events, _) = input.source(scope, parser, source_cfg)?;

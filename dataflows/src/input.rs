@@ -62,6 +62,15 @@ impl JobInput {
         }
     }
 
+    /// The `vigil_events_total` source label of this input.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobInput::File { .. } => "file",
+            JobInput::Generator(_) => "generator",
+            JobInput::Kafka(_) => "kafka",
+        }
+    }
+
     /// Builds this worker's source operator, and for Kafka the committer of its offsets (to
     /// be ticked while the worker runs and finished when the dataflow is done).
     pub fn source<'s>(

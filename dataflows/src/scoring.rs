@@ -1,4 +1,5 @@
-//! The anomaly-scoring job: source → window state → enrich → infer → decide → sink.
+//! The anomaly-scoring job: source (+ HTTP detect requests) → window state → enrich → infer →
+//! decide → observe (metrics) → reply (HTTP answers) → sink.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -9,13 +10,18 @@ use operators::decide::{DecideExt, DecisionPolicy};
 use operators::enrich::{EnrichExt, InputLayout};
 use operators::event::EventParser;
 use operators::file_sink::{DiscardSink, OutputFiles, RunStats, SinkExt};
+use operators::http_reply::ReplyExt;
+use operators::http_source::{http_source, DetectChannel, HttpSourceConfig};
 use operators::infer::InferExt;
 use operators::kafka_sink::{KafkaProducer, KafkaSinkExt};
+use operators::metrics::Metrics;
 use operators::model::{Model, ModelError};
+use operators::observe::{ChunkRecorder, ObserveExt};
+use operators::operator_timing;
 use operators::source::SourceConfig;
 use operators::user_state::StateRules;
 use operators::window_state::{StateReport, WindowConfig, WindowStateExt};
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::ProbeHandle;
 
 use crate::input::{JobInput, Tuning};
@@ -46,7 +52,22 @@ pub struct ScoringJob {
     pub output: Output,
     pub stop: Arc<AtomicBool>,
     pub tuning: Tuning,
+    pub telemetry: Telemetry,
 }
+
+/// What the job reports while it runs, and the HTTP requests it takes.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    /// The process's metrics (`None`: none kept).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Per-operator timings, with a summary logged this often (`None`: not collected).
+    pub timing_interval: Option<Duration>,
+    /// Requests of the HTTP detect API (`None`: no API).
+    pub detect: Option<Arc<DetectChannel>>,
+}
+
+/// How often a Kafka job copies its consumer lag into the metrics.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a run did.
 #[derive(Debug)]
@@ -84,12 +105,18 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
     let threshold = job.threshold.unwrap_or(model.metadata().threshold);
     let model_version = model.metadata().version.clone();
     drop(model);
+    if let Some(metrics) = &job.telemetry.metrics {
+        metrics.set_model(&model_version);
+    }
     let stats = Arc::new(Mutex::new(RunStats::default()));
     let state = Arc::new(Mutex::new(StateReport::default()));
     let started = Instant::now();
     let worker_stats = Arc::clone(&stats);
     let worker_state = Arc::clone(&state);
     let guards = timely::execute(timely_config, move |worker| {
+        let telemetry = &job.telemetry;
+        let timing =
+            telemetry.timing_interval.map(|every| operator_timing::install(worker, telemetry.metrics.clone(), every));
         let (model, layout) = load_model(&job.model_path).expect("the model loaded before the workers started");
         let input_names: Vec<String> = model.metadata().inputs.iter().map(|i| i.name.clone()).collect();
         let policy = DecisionPolicy {
@@ -103,6 +130,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             rules: job.rules,
             extra_count: layout.extras().len(),
             report: Some(Arc::clone(&worker_state)),
+            metrics: telemetry.metrics.clone(),
         };
         let probe = ProbeHandle::new();
         let source_cfg = SourceConfig {
@@ -114,9 +142,21 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             rate: job.tuning.rate,
         };
         let stats = Arc::clone(&worker_stats);
+        let http_cfg = HttpSourceConfig {
+            channel: telemetry.detect.clone(),
+            main: ProbeHandle::new(),
+            stop: Arc::clone(&job.stop),
+        };
         let committer = worker.dataflow::<u64, _, _>(|scope| {
-            let (events, committer) = job.input.source(scope, parser, source_cfg)?;
-            let decided = events.window_state(window).enrich(layout).infer(model).decide(policy);
+            let (events, committer) = job.input.source(scope, parser.clone(), source_cfg)?;
+            let events = events.probe_with(&http_cfg.main).concat(http_source(scope, parser, http_cfg));
+            let mut decided = events.window_state(window).enrich(layout).infer(model).decide(policy);
+            if let Some(metrics) = &telemetry.metrics {
+                decided = decided.observe(ChunkRecorder::new(Arc::clone(metrics), job.input.kind()));
+            }
+            if let Some(detect) = &telemetry.detect {
+                decided = decided.reply(Arc::clone(detect));
+            }
             let done = match &job.output {
                 Output::Files(files) => decided.sink_to(Arc::clone(files), stats),
                 Output::Discard => decided.sink_to(DiscardSink, stats),
@@ -125,11 +165,23 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             done.probe_with(&probe);
             Ok::<_, String>(committer)
         })?;
-        if let Some(mut committer) = committer {
-            while worker.step_or_park(Some(WORKER_PARK)) {
+        let mut committer = committer;
+        let park = committer.as_ref().map(|_| WORKER_PARK);
+        let mut lag_updated = Instant::now();
+        while worker.step_or_park(park) {
+            if let Some(committer) = committer.as_mut() {
                 committer.tick(&probe);
+                if let Some(metrics) = telemetry.metrics.as_ref().filter(|_| lag_updated.elapsed() >= LAG_INTERVAL) {
+                    metrics.set_consumer_lag(&committer.partition_lag());
+                    lag_updated = Instant::now();
+                }
             }
+        }
+        if let Some(committer) = committer.as_mut() {
             committer.finish().map_err(|e| format!("committing the final Kafka offsets: {e}"))?;
+        }
+        if let Some(timing) = &timing {
+            operator_timing::finish(worker, timing, telemetry.metrics.as_deref());
         }
         Ok::<(), String>(())
     })

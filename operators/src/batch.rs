@@ -31,6 +31,10 @@ impl TextRef {
     }
 }
 
+/// The partition number of events posted to the HTTP detect API (`position` is the request
+/// id); no Kafka topic has this many partitions.
+pub const HTTP_PARTITION: u32 = u32::MAX;
+
 /// Where an input record came from: partition (a file is partition 0) and position in it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Origin {
@@ -134,6 +138,10 @@ pub struct OutputChunk {
     pub counts: OutputCounts,
     /// Ingest→decision latency of each decision, nanoseconds.
     pub latencies_ns: Vec<u64>,
+    /// Event time of each decision (its lag behind the wall clock is a metric).
+    pub event_times_ms: Vec<i64>,
+    /// Lines answering HTTP detect requests.
+    pub replies: Vec<ReplyLine>,
     /// Message keys (Kafka): the userId of each decision, the key of each dead letter.
     pub keys: String,
     /// Key of each decision line, in `keys`.
@@ -144,6 +152,18 @@ pub struct OutputChunk {
     pub dead_keys: Vec<Option<TextRef>>,
 }
 
+/// The line of a chunk that answers an HTTP detect request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyLine {
+    /// The request id (the event's [`Origin::position`]).
+    pub request: u64,
+    /// A decision line (else a dead-letter line).
+    pub decision: bool,
+    /// Byte range of the line (without its newline) in `decisions` or `dead_letters`.
+    pub start: u32,
+    pub end: u32,
+}
+
 /// What a chunk contains, for summaries and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputCounts {
@@ -152,6 +172,8 @@ pub struct OutputCounts {
     pub dead_letters: u64,
     pub duplicates: u64,
     pub late: u64,
+    /// Dead letters by `DeadReason` index.
+    pub dead_by_reason: [u64; 5],
 }
 
 impl OutputCounts {
@@ -162,5 +184,8 @@ impl OutputCounts {
         self.dead_letters += other.dead_letters;
         self.duplicates += other.duplicates;
         self.late += other.late;
+        for (mine, theirs) in self.dead_by_reason.iter_mut().zip(other.dead_by_reason) {
+            *mine += theirs;
+        }
     }
 }

@@ -5,12 +5,12 @@
 //! the score for an approve. Models trained by `vigil train` are calibrated on their validation
 //! split (Platt, see `calibration.rs`), so the score is a fraud probability and so is this.
 
-use timely::dataflow::operators::vec::Map;
+use crate::named_map::NamedMapExt;
 use timely::dataflow::Stream;
 
-use crate::batch::{OutputChunk, ScoredBatch, TextRef};
+use crate::batch::{OutputChunk, ReplyLine, ScoredBatch, TextRef, HTTP_PARTITION};
 use crate::clock::now_ns;
-use crate::dead_letter::{write_dead_letter, SourceName};
+use crate::dead_letter::{write_dead_letter, DeadReason, SourceName};
 use crate::json_out::{write_f64, write_str};
 use crate::reasons::write_reasons;
 use crate::time::write_rfc3339_ms;
@@ -70,8 +70,19 @@ impl DecisionPolicy {
             if let Some(names) = &self.emit_features {
                 write_features(out, names, &batch.inputs[i * names.len()..(i + 1) * names.len()]);
             }
-            out.extend_from_slice(b"}\n");
+            out.push(b'}');
+            if row.origin.partition == HTTP_PARTITION {
+                let line = ReplyLine {
+                    request: row.origin.position,
+                    decision: true,
+                    start: start as u32,
+                    end: out.len() as u32,
+                };
+                chunk.replies.push(line);
+            }
+            out.push(b'\n');
             chunk.latencies_ns.push(latency_ns);
+            chunk.event_times_ms.push(row.timestamp_ms);
             chunk.decision_keys.push(TextRef::push(&mut chunk.keys, row.user_id.str(&batch.text)));
             chunk.counts.decisions += 1;
             chunk.counts.late += u64::from(row.late);
@@ -83,7 +94,15 @@ impl DecisionPolicy {
         }
         let mut scratch = Vec::new();
         for dead in &batch.dead {
+            let start = chunk.dead_letters.len();
             write_dead_letter(&mut chunk.dead_letters, dead, &self.source, &mut scratch);
+            if dead.origin.partition == HTTP_PARTITION {
+                let end = chunk.dead_letters.len() - 1;
+                let line =
+                    ReplyLine { request: dead.origin.position, decision: false, start: start as u32, end: end as u32 };
+                chunk.replies.push(line);
+            }
+            chunk.counts.dead_by_reason[DeadReason::of(&dead.error).index()] += 1;
             chunk.dead_keys.push(dead.key.as_deref().map(|key| TextRef::push(&mut chunk.keys, key)));
             chunk.counts.dead_letters += 1;
             chunk.counts.duplicates += u64::from(dead.error == "duplicate");
@@ -113,7 +132,7 @@ pub trait DecideExt<'s> {
 
 impl<'s> DecideExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
     fn decide(self, policy: DecisionPolicy) -> Stream<'s, u64, Vec<OutputChunk>> {
-        self.map(move |batch| policy.render(&batch))
+        self.map_named("Decide", move |batch| policy.render(&batch))
     }
 }
 

@@ -4,7 +4,7 @@
 //! The layout is resolved once from the names, so the per-event work is a gather of
 //! precomputed column indices.
 
-use timely::dataflow::operators::vec::Map;
+use crate::named_map::NamedMapExt;
 use timely::dataflow::Stream;
 
 use crate::batch::ScoredBatch;
@@ -94,7 +94,7 @@ pub trait EnrichExt<'s> {
 
 impl<'s> EnrichExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
     fn enrich(self, layout: InputLayout) -> Stream<'s, u64, Vec<ScoredBatch>> {
-        self.map_in_place(move |batch| layout.fill(batch))
+        self.map_in_place_named("Enrich", move |batch| layout.fill(batch))
     }
 }
 

@@ -3,7 +3,7 @@
 //! The model is loaded once per worker; candle runs on the worker's own thread (the binary
 //! pins candle to one thread per worker, since extra threads fight the workers for cores).
 
-use timely::dataflow::operators::vec::Map;
+use crate::named_map::NamedMapExt;
 use timely::dataflow::Stream;
 
 use crate::batch::ScoredBatch;
@@ -29,7 +29,7 @@ pub trait InferExt<'s> {
 
 impl<'s> InferExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
     fn infer(self, model: Model) -> Stream<'s, u64, Vec<ScoredBatch>> {
-        self.map_in_place(move |batch| {
+        self.map_in_place_named("Infer", move |batch| {
             if let Err(e) = score(&model, batch) {
                 // Shapes are checked when the model is loaded, so this is a bug, not bad
                 // input: fail loudly rather than emit made-up scores.

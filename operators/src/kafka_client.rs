@@ -81,6 +81,11 @@ impl LoggingContext {
         self.lag.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
     }
 
+    /// Messages not yet read, per partition (from the latest statistics).
+    pub fn partition_lag(&self) -> BTreeMap<i32, i64> {
+        self.lag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Logs a client problem that librdkafka retries by itself (rate-limited).
     pub fn report(&self, message: &str) {
         if self.should_log(message) {

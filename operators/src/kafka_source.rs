@@ -152,6 +152,11 @@ impl OffsetCommitter {
         self.log_progress(committed);
     }
 
+    /// Messages of this worker's partitions not yet read, per partition.
+    pub fn partition_lag(&self) -> BTreeMap<i32, i64> {
+        self.consumer.consumer.context().partition_lag()
+    }
+
     /// After the dataflow has finished: commits every completed offset and waits for the broker.
     pub fn finish(&mut self) -> KafkaResult<()> {
         let mut ledger = self.ledger.borrow_mut();

@@ -21,6 +21,7 @@ use timely::dataflow::Stream;
 use crate::batch::{DeadLetter, EventBatch, Origin, ScoredBatch, ScoredRow, TextRef};
 use crate::features::RETENTION_MS;
 use crate::hashing::PreHashed;
+use crate::metrics::Metrics;
 use crate::prefetch::prefetch;
 use crate::time::DAY_MS;
 use crate::user_state::{Observation, Outcome, StateRules, UserState};
@@ -38,6 +39,8 @@ pub struct WindowConfig {
     pub extra_count: usize,
     /// Where the operator reports its memory use at the end of the input.
     pub report: Option<Arc<Mutex<StateReport>>>,
+    /// Where the operator reports its user count and evictions after every epoch.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Size of the keyed state, summed over workers.
@@ -204,11 +207,16 @@ pub trait WindowStateExt<'s> {
 impl<'s> WindowStateExt<'s> for Stream<'s, u64, Vec<EventBatch>> {
     fn window_state(self, cfg: WindowConfig) -> Stream<'s, u64, Vec<ScoredBatch>> {
         let pact = Exchange::new(|batch: &EventBatch| u64::from(batch.dest));
+        let worker = self.scope().index().to_string();
         self.unary_frontier::<CapacityContainerBuilder<Vec<ScoredBatch>>, _, _, _>(
             pact,
             "WindowState",
             move |_capability, _info| {
                 let report = cfg.report.clone();
+                let gauges = cfg.metrics.as_ref().map(|m| {
+                    (m.state_users.with_label_values(&[&worker]), m.state_evictions.with_label_values(&[&worker]))
+                });
+                let mut evictions_reported = 0;
                 let mut state = KeyedState::new(cfg);
                 let mut pending: BTreeMap<u64, (Capability<u64>, Vec<EventBatch>)> = BTreeMap::new();
                 let mut reported = false;
@@ -225,6 +233,11 @@ impl<'s> WindowStateExt<'s> for Stream<'s, u64, Vec<EventBatch>> {
                         let (cap, mut batches) = entry.remove();
                         let scored = state.process_epoch(&mut batches);
                         output.session(&cap).give(scored);
+                        if let Some((users, evictions)) = &gauges {
+                            users.set(state.users.len() as i64);
+                            evictions.inc_by(state.evicted_users - evictions_reported);
+                            evictions_reported = state.evicted_users;
+                        }
                     }
                     if frontier.is_empty() && !reported {
                         reported = true;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dataflows::input::{JobInput, Tuning};
-use dataflows::scoring::{self, load_model, Output, ScoringJob};
+use dataflows::scoring::{self, load_model, Output, ScoringJob, Telemetry};
 use operators::batch::{EventBatch, Origin};
 use operators::dead_letter::SourceName;
 use operators::decide::DecisionPolicy;
@@ -117,6 +117,19 @@ fn time_stages(data: &[u8], model: &Model, layout: &InputLayout) -> anyhow::Resu
 }
 
 /// Runs the benchmark and prints the table (or JSON).
+/// With `--telemetry`, what `run` keeps: metrics and operator timings (summary at the end).
+fn bench_telemetry(on: bool) -> anyhow::Result<Telemetry> {
+    if !on {
+        return Ok(Telemetry::default());
+    }
+    let metrics = operators::metrics::Metrics::new(0)?;
+    Ok(Telemetry {
+        metrics: Some(Arc::new(metrics)),
+        timing_interval: Some(std::time::Duration::from_secs(3600)),
+        detect: None,
+    })
+}
+
 pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let mut generator_args = args.generator.clone();
     generator_args.events.get_or_insert(5_000_000);
@@ -157,6 +170,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             output: Output::Discard,
             stop: Arc::new(AtomicBool::new(false)),
             tuning: Tuning::default(),
+            telemetry: bench_telemetry(args.telemetry)?,
         };
         let report = scoring::run(job, timely::Config::process(workers))?;
         let c = report.stats.counts;

@@ -6,16 +6,26 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dataflows::input::{JobInput, KafkaInput, Tuning};
-use dataflows::scoring::{self, Output, ScoringJob, ScoringReport};
+use dataflows::scoring::{self, Output, ScoringJob, ScoringReport, Telemetry};
 use operators::file_sink::OutputFiles;
+use operators::http_source::DetectChannel;
 use operators::kafka_client::{wait_for_topics, KafkaSettings, TopicError};
 use operators::kafka_sink::{KafkaProducer, OutputTopics};
+use operators::metrics::Metrics;
 use operators::user_state::StateRules;
 
 use crate::cli::{ClusterArgs, KafkaArgs, RunArgs};
 use crate::commands::{default_model_path, generator_config, positive_rate, timely_config, DEFAULT_BROKERS};
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;
+use crate::http::{self, ApiState, HttpServer};
+use crate::progress::{self, Progress};
+
+/// Detect requests queued for the dataflow before the API answers 503.
+const DETECT_QUEUE: usize = 1024;
+
+/// Default `--log-interval`.
+const DEFAULT_LOG_INTERVAL_MS: i64 = 10_000;
 
 /// Kafka settings and topic names from flags, with SPEC §4 defaults.
 struct KafkaPlan {
@@ -121,6 +131,47 @@ fn tuning(args: &RunArgs) -> Result<Tuning, UsageError> {
     Ok(Tuning { block_len, rate: args.rate, ..defaults })
 }
 
+/// `--log-interval`, checked.
+fn log_interval(text: Option<&str>) -> Result<std::time::Duration, UsageError> {
+    let ms = match text {
+        Some(text) => parse_duration_ms("--log-interval", text)?,
+        None => DEFAULT_LOG_INTERVAL_MS,
+    };
+    if ms <= 0 {
+        return Err(UsageError("--log-interval: must be positive".into()));
+    }
+    Ok(std::time::Duration::from_millis(ms as u64))
+}
+
+/// Metrics, operator timings and (with `--http`) the API server and its request channel.
+fn telemetry(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<(Telemetry, Option<HttpServer>)> {
+    let metrics = Arc::new(Metrics::new(args.cluster.process.unwrap_or(0))?);
+    let mut telemetry = Telemetry {
+        metrics: Some(Arc::clone(&metrics)),
+        timing_interval: Some(log_interval(args.log_interval.as_deref())?),
+        detect: None,
+    };
+    let Some(addr) = &args.http else { return Ok((telemetry, None)) };
+    let detect = DetectChannel::new(DETECT_QUEUE);
+    telemetry.detect = Some(Arc::clone(&detect));
+    let server = http::start(addr, ApiState { metrics, detect, stop: Arc::clone(stop) })?;
+    Ok((telemetry, Some(server)))
+}
+
+/// A progress bar (or periodic log line) over the records processed, for finite sources.
+fn progress_watcher(input: &JobInput, telemetry: &Telemetry) -> Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let total = match input {
+        JobInput::Generator(g) if g.events > 0 => Some(g.events),
+        JobInput::File { .. } => None,
+        _ => return None,
+    };
+    let metrics = Arc::clone(telemetry.metrics.as_ref()?);
+    let done = Arc::new(AtomicBool::new(false));
+    let thread =
+        progress::watch(Progress::new("scoring", total, true), move || metrics.records_processed(), Arc::clone(&done));
+    Some((done, thread))
+}
+
 /// Runs the job and prints its summary.
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let kafka = KafkaPlan::from_args(&args.kafka);
@@ -153,6 +204,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         );
         (Output::Files(Arc::clone(&files)), Some(files))
     };
+    let (telemetry, server) = telemetry(&args, &stop)?;
+    let watcher = progress_watcher(&input, &telemetry);
     let job = ScoringJob {
         input,
         model_path: args.model.clone().unwrap_or_else(default_model_path),
@@ -162,8 +215,14 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         output,
         stop,
         tuning,
+        telemetry,
     };
-    let report = scoring::run(job, timely).map_err(|e| match e {
+    let result = scoring::run(job, timely);
+    if let Some((done, thread)) = watcher {
+        done.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+    }
+    let report = result.map_err(|e| match e {
         scoring::JobError::Runtime(_) => anyhow::Error::new(e),
         other => UsageError(other.to_string()).into(),
     })?;
@@ -178,6 +237,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
             .collect(),
     };
     print_summary(&report, &destinations);
+    if let Some(server) = server {
+        server.shutdown();
+    }
     Ok(())
 }
 

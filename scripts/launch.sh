@@ -112,7 +112,12 @@ for ((i = 0; i < processes; i++)); do
   echo "launch.sh: process $i on ${hosts[$i]} (pid $started)" >&2
 done
 
-running() { local p; for p in "${pids[@]}"; do [[ -n $p ]] && echo "$p"; done; }
+running() {
+  local p
+  for p in "${pids[@]}"; do
+    if [[ -n $p ]]; then echo "$p"; fi
+  done
+}
 
 stop_all() {
   local signal=$1 p

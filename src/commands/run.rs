@@ -109,10 +109,15 @@ fn cluster_process(cluster: &ClusterArgs) -> Option<usize> {
     (cluster.processes.unwrap_or(1) > 1).then(|| cluster.process.unwrap_or(0))
 }
 
-/// Installs SIGINT/SIGTERM handling: the first signal asks the job to drain and stop.
+/// Installs SIGINT/SIGTERM handling: the first signal asks the job to drain and stop; a second
+/// one exits at once with 1 (a job that cannot drain, e.g. one still waiting for the other
+/// processes of its cluster, can always be stopped).
 pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Handlers run in registration order: the exit checks the flag before this signal sets it.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .context("installing signal handlers")?;
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
     }
     Ok(stop)

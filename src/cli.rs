@@ -133,6 +133,10 @@ pub struct KafkaArgs {
     /// Kafka brokers, HOST:PORT[,HOST:PORT…] (default 127.0.0.1:9092).
     #[arg(long)]
     pub brokers: Option<String>,
+    /// A librdkafka property for every Kafka client, e.g. security.protocol=SASL_SSL (repeatable;
+    /// overrides vigil's own settings).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub kafka_option: Vec<String>,
     /// Consumer group whose offsets the job commits (default vigil).
     #[arg(long)]
     pub group: Option<String>,
@@ -164,6 +168,9 @@ pub struct GenArgs {
     /// Kafka brokers for `--to kafka` (default 127.0.0.1:9092).
     #[arg(long)]
     pub brokers: Option<String>,
+    /// A librdkafka property of the producer, e.g. security.protocol=SASL_SSL (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub kafka_option: Vec<String>,
     /// Topic for `--to kafka` (default anomaly-events).
     #[arg(long)]
     pub topic: Option<String>,

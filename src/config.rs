@@ -72,6 +72,14 @@ pub fn flags_from_file(path: &Path, command: &str) -> Result<Vec<String>, UsageE
             toml::Value::String(s) => flags.extend([flag, s.clone()]),
             toml::Value::Integer(i) => flags.extend([flag, i.to_string()]),
             toml::Value::Float(f) => flags.extend([flag, f.to_string()]),
+            toml::Value::Array(items) => {
+                for item in items {
+                    let Some(text) = item.as_str() else {
+                        return Err(fail(format!("[{command}] {key}: expected an array of strings")));
+                    };
+                    flags.extend([flag.clone(), text.to_owned()]);
+                }
+            }
             _ => return Err(fail(format!("[{command}] {key}: expected a string, number or boolean"))),
         }
     }
@@ -129,5 +137,17 @@ mod tests {
         std::fs::write(&path, "workers = 2\n").unwrap();
         let err = flags_from_file(&path, "run").unwrap_err();
         assert!(err.0.contains("workers") && err.0.contains("vigil.toml"), "{}", err.0);
+    }
+
+    #[test]
+    fn arrays_repeat_their_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, "[run]\nkafka_option = [\"a=1\", \"b=2\"]\n").unwrap();
+        let flags = flags_from_file(&path, "run").unwrap();
+        assert_eq!(flags, ["--kafka-option", "a=1", "--kafka-option", "b=2"]);
+        std::fs::write(&path, "[run]\nkafka_option = [1]\n").unwrap();
+        let err = flags_from_file(&path, "run").unwrap_err();
+        assert!(err.0.contains("kafka_option: expected an array of strings"), "{}", err.0);
     }
 }

@@ -27,11 +27,15 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Consumer group of the input offsets (SPEC §4 default `vigil`).
     pub group: String,
+    /// librdkafka properties from `--kafka-option KEY=VALUE` (security, tuning); they override
+    /// vigil's own settings of every client.
+    pub options: Vec<(String, String)>,
 }
 
 impl KafkaSettings {
-    /// Settings every client starts from.
-    pub fn client_config(&self) -> ClientConfig {
+    /// Settings every client starts from, then the settings of its `role`, then the user's
+    /// options.
+    pub fn client_config(&self, role: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
@@ -40,7 +44,21 @@ impl KafkaSettings {
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "5000")
             .set_log_level(RDKafkaLogLevel::Warning);
+        for (key, value) in role {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.options {
+            config.set(key, value);
+        }
         config
+    }
+}
+
+/// Parses one `--kafka-option KEY=VALUE`.
+pub fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE (a librdkafka property)")),
     }
 }
 
@@ -158,7 +176,7 @@ pub fn wait_for_topics(
     stopped: impl Fn() -> bool,
 ) -> Result<Vec<usize>, TopicError> {
     let consumer: BaseConsumer<LoggingContext> =
-        settings.client_config().create_with_context(LoggingContext::default())?;
+        settings.client_config(&[]).create_with_context(LoggingContext::default())?;
     let mut backoff = Duration::from_millis(200);
     loop {
         match partition_counts(&consumer, topics) {
@@ -219,6 +237,20 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..8).collect::<Vec<i32>>());
         assert!(partitions_of_worker(2, 3, 4).is_empty());
+    }
+
+    #[test]
+    fn options_override_vigils_settings_and_must_be_key_value() {
+        let mut settings = KafkaSettings { brokers: "b:1".into(), group: "g".into(), options: Vec::new() };
+        settings.options.push(parse_option("fetch.wait.max.ms=5").unwrap());
+        settings.options.push(parse_option(" security.protocol =SASL_SSL").unwrap());
+        let config = settings.client_config(&[("fetch.wait.max.ms", "20"), ("linger.ms", "5")]);
+        assert_eq!(config.get("fetch.wait.max.ms"), Some("5"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("bootstrap.servers"), Some("b:1"));
+        assert!(parse_option("novalue").is_err());
+        assert!(parse_option("=x").is_err());
     }
 
     #[test]

@@ -136,13 +136,14 @@ impl KafkaProducer {
         let deliveries = Arc::new(Deliveries::default());
         let context = DeliveryContext { logging: LoggingContext::default(), deliveries: Arc::clone(&deliveries) };
         let producer = settings
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "0")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("queue.buffering.max.kbytes", "1048576")
+            .client_config(&[
+                ("enable.idempotence", "true"),
+                ("compression.type", "lz4"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "0"),
+                ("queue.buffering.max.messages", "1000000"),
+                ("queue.buffering.max.kbytes", "1048576"),
+            ])
             .create_with_context(context)?;
         Ok(Arc::new(KafkaProducer { producer, deliveries, topics }))
     }

@@ -46,15 +46,16 @@ impl PartitionConsumer {
     /// offset (or the earliest one when the group has none).
     pub fn connect(settings: &KafkaSettings, topic: &str, partitions: &[i32]) -> KafkaResult<Self> {
         let consumer: BaseConsumer<LoggingContext> = settings
-            .client_config()
-            .set("group.id", &settings.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "20")
-            .set("queued.max.messages.kbytes", "16384")
-            .set("statistics.interval.ms", "1000")
+            .client_config(&[
+                ("group.id", &settings.group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+                ("fetch.wait.max.ms", "20"),
+                ("queued.max.messages.kbytes", "16384"),
+                ("statistics.interval.ms", "1000"),
+            ])
             .create_with_context(LoggingContext::default())?;
         let mut assignment = TopicPartitionList::new();
         for &partition in partitions {

@@ -84,7 +84,7 @@ fn run(
     let brokers_owned = brokers.to_owned();
     let seen_outer = Arc::clone(&seen);
     timely::execute(timely::Config::process(workers), move |worker| {
-        let settings = KafkaSettings { brokers: brokers_owned.clone(), group: GROUP.to_owned() };
+        let settings = KafkaSettings { brokers: brokers_owned.clone(), group: GROUP.to_owned(), options: Vec::new() };
         let mine = partitions_of_worker(PARTITIONS as usize, worker.index(), worker.peers());
         let consumer = Rc::new(PartitionConsumer::connect(&settings, TOPIC, &mine).expect("consumer connects"));
         let ledger = Rc::new(RefCell::new(OffsetLedger::default()));

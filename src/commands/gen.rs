@@ -10,7 +10,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use crate::cli::GenArgs;
-use crate::commands::{generator_config, positive_rate, DEFAULT_BROKERS};
+use crate::commands::{generator_config, kafka_options, positive_rate, DEFAULT_BROKERS};
 use crate::error::UsageError;
 use crate::progress::Progress;
 
@@ -82,6 +82,7 @@ fn produce(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Result
     let settings = KafkaSettings {
         brokers: args.brokers.clone().unwrap_or_else(|| DEFAULT_BROKERS.to_owned()),
         group: "vigil-gen".to_owned(),
+        options: kafka_options(&args.kafka_option)?,
     };
     let topic = args.topic.clone().unwrap_or_else(|| "anomaly-events".to_owned());
     match wait_for_topics(&settings, &[&topic], || false) {
@@ -90,11 +91,12 @@ fn produce(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Result
         Err(e) => return Err(e.into()),
     }
     let producer: ThreadedProducer<LoggingContext> = settings
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "0")
+        .client_config(&[
+            ("enable.idempotence", "true"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "0"),
+        ])
         .create_with_context(LoggingContext::default())
         .context("creating the Kafka producer")?;
     let progress = Progress::new("producing", Some(cfg.events), true);

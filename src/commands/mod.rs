@@ -33,6 +33,14 @@ pub fn default_model_path() -> PathBuf {
 /// Where the Kafka brokers are unless `--brokers` says otherwise (scripts/kafka.sh's default).
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
+/// librdkafka properties from `--kafka-option KEY=VALUE` flags.
+pub fn kafka_options(flags: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    flags
+        .iter()
+        .map(|flag| operators::kafka_client::parse_option(flag).map_err(|e| UsageError(format!("--kafka-option: {e}"))))
+        .collect()
+}
+
 /// Checks `--rate`: a positive, finite number of events per second, if given.
 pub fn positive_rate(rate: Option<f64>) -> Result<Option<f64>, UsageError> {
     match rate {

@@ -15,7 +15,9 @@ use operators::metrics::Metrics;
 use operators::user_state::StateRules;
 
 use crate::cli::{ClusterArgs, KafkaArgs, RunArgs};
-use crate::commands::{default_model_path, generator_config, positive_rate, timely_config, DEFAULT_BROKERS};
+use crate::commands::{
+    default_model_path, generator_config, kafka_options, positive_rate, timely_config, DEFAULT_BROKERS,
+};
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;
 use crate::http::{self, ApiState, HttpServer};
@@ -35,17 +37,21 @@ struct KafkaPlan {
 }
 
 impl KafkaPlan {
-    fn from_args(args: &KafkaArgs) -> Self {
+    fn from_args(args: &KafkaArgs) -> Result<Self, UsageError> {
         let or = |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
-        KafkaPlan {
-            settings: KafkaSettings { brokers: or(&args.brokers, DEFAULT_BROKERS), group: or(&args.group, "vigil") },
+        Ok(KafkaPlan {
+            settings: KafkaSettings {
+                brokers: or(&args.brokers, DEFAULT_BROKERS),
+                group: or(&args.group, "vigil"),
+                options: kafka_options(&args.kafka_option)?,
+            },
             input_topic: or(&args.input_topic, "anomaly-events"),
             outputs: OutputTopics {
                 decisions: or(&args.decisions_topic, "anomaly-decisions"),
                 alerts: or(&args.alerts_topic, "anomaly-alerts"),
                 dead_letters: or(&args.dlq_topic, "anomaly-dlq"),
             },
-        }
+        })
     }
 
     /// Waits for the brokers and checks the topics this run uses; returns the input topic's
@@ -179,7 +185,7 @@ fn progress_watcher(input: &JobInput, telemetry: &Telemetry) -> Option<(Arc<Atom
 
 /// Runs the job and prints its summary.
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
-    let kafka = KafkaPlan::from_args(&args.kafka);
+    let kafka = KafkaPlan::from_args(&args.kafka)?;
     let read_kafka = args.source.as_deref() == Some("kafka");
     let write_kafka = match args.sink.as_deref() {
         None | Some("files") => false,

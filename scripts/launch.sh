@@ -87,17 +87,22 @@ is_local() {
 start_process() {
   local i=$1 host=${hosts[$1]}
   shift
-  local cluster=(--processes "$processes" --process "$i" --workers "$workers" --hostfile)
+  # The hostfile path is the last cluster argument, so the remote branch can replace it.
+  local cluster=(--workers "$workers")
+  if [[ $processes -gt 1 ]]; then
+    cluster+=(--processes "$processes" --process "$i" --hostfile "$cluster_file")
+  fi
   local prefix="[p$i] "
   if is_local "$host"; then
-    "$bin" run "${cluster[@]}" "$cluster_file" "$@" \
+    "$bin" run "${cluster[@]}" "$@" \
       > >(sed -u "s/^/$prefix/") 2> >(sed -u "s/^/$prefix/" >&2) </dev/null &
   else
     local remote_dir=${VIGIL_REMOTE_DIR:-$PWD} remote_bin=${VIGIL_REMOTE_BIN:-$bin} remote_hosts
     remote_hosts=/tmp/vigil-hosts.$$
     local command
     command="cd $(printf %q "$remote_dir") && printf '%s\\n' ${hosts[*]} > $remote_hosts && exec $(printf %q "$remote_bin") run"
-    command+=" $(printf '%q ' "${cluster[@]}" "$remote_hosts" "$@")"
+    [[ $processes -gt 1 ]] && cluster[-1]=$remote_hosts
+    command+=" $(printf '%q ' "${cluster[@]}" "$@")"
     # -tt: a remote process gets SIGHUP when this connection closes, so it never outlives us.
     ${VIGIL_SSH:-ssh} -tt "${host%:*}" "$command" \
       > >(sed -u "s/^/$prefix/") 2> >(sed -u "s/^/$prefix/" >&2) </dev/null &

@@ -2,7 +2,7 @@
 //! features` writes it as CSV and `vigil train` fits the model on it, so both see exactly
 //! the features `vigil run` computes.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use operators::batch::{Origin, ScoredBatch};
@@ -33,12 +33,15 @@ impl ExtractedFeatures {
     }
 }
 
-/// Runs source → window state over `input` on `workers` threads and gathers the result.
+/// Runs source → window state over `input` on `workers` threads and gathers the result;
+/// `processed` counts the input records done so far (scored events and dead letters), for
+/// progress reporting.
 pub fn extract(
     input: JobInput,
     extras: ExtraFeatures,
     rules: StateRules,
     workers: usize,
+    processed: Arc<AtomicU64>,
 ) -> Result<ExtractedFeatures, String> {
     let collected: Arc<Mutex<Vec<ScoredBatch>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&collected);
@@ -56,6 +59,7 @@ pub fn extract(
         let parser = EventParser::new(extras.clone());
         let window = WindowConfig { rules, extra_count: extras.len(), report: None, metrics: None };
         let sink = Arc::clone(&sink);
+        let processed = Arc::clone(&processed);
         worker.dataflow::<u64, _, _>(|scope| {
             let (events, _) = input.source(scope, parser, source_cfg)?;
             events
@@ -67,7 +71,11 @@ pub fn extract(
                         move |input, _output| {
                             input.for_each_stamp(|_cap, data| {
                                 let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-                                all.extend(data.flat_map(|d| d.drain(..)));
+                                for batch in data.flat_map(|d| d.drain(..)) {
+                                    processed
+                                        .fetch_add((batch.rows.len() + batch.dead.len()) as u64, Ordering::Relaxed);
+                                    all.push(batch);
+                                }
                             });
                         }
                     },

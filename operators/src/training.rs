@@ -85,12 +85,18 @@ impl Default for TrainConfig {
 /// [`merge_ensemble`]): the variance of a single network's ranking on a few hundred frauds is
 /// large, and averaging is the cheapest cure that still scores in one forward pass.
 pub fn train(data: &TrainingData, cfg: &TrainConfig) -> Result<Model, ModelError> {
+    train_reporting(data, cfg, &|| {})
+}
+
+/// [`train`], calling `on_epoch` after every epoch of every member network (at most
+/// `seeds × max_epochs` times; early stopping ends a member sooner), for progress reporting.
+pub fn train_reporting(data: &TrainingData, cfg: &TrainConfig, on_epoch: &dyn Fn()) -> Result<Model, ModelError> {
     let split = Split::new(data, cfg)?;
     let positive_weight = cfg.positive_weight.unwrap_or(split.negatives as f64 / split.positives as f64);
     let mut members = Vec::with_capacity(cfg.seeds.max(1));
     let (mut epochs_run, mut best_epoch) = (0, 0);
     for k in 0..cfg.seeds.max(1) as u64 {
-        let member = train_one(&split, cfg, cfg.seed.wrapping_add(k), positive_weight)?;
+        let member = train_one(&split, cfg, cfg.seed.wrapping_add(k), positive_weight, on_epoch)?;
         epochs_run += member.epochs_run;
         best_epoch = member.best_epoch;
         members.push(member);
@@ -139,7 +145,13 @@ struct Member {
 }
 
 /// Trains one network with early stopping on validation PR-AUC.
-fn train_one(split: &Split, cfg: &TrainConfig, seed: u64, positive_weight: f64) -> Result<Member, ModelError> {
+fn train_one(
+    split: &Split,
+    cfg: &TrainConfig,
+    seed: u64,
+    positive_weight: f64,
+    on_epoch: &dyn Fn(),
+) -> Result<Member, ModelError> {
     let mut rng = SplitMix64(seed);
     let net = Net::new(split.width, &cfg.hidden, &mut rng)?;
     let params = ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..ParamsAdamW::default() };
@@ -153,6 +165,7 @@ fn train_one(split: &Split, cfg: &TrainConfig, seed: u64, positive_weight: f64) 
         let loss = net.epoch(split, &order, cfg.batch_size, positive_weight as f32, &mut opt)?;
         let eval = evaluate(&predict(&net.detached(), &split.valid_x, split.width)?, &split.valid_y, 0.5);
         epochs_run = epoch;
+        on_epoch();
         tracing::info!(
             seed,
             epoch,

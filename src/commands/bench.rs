@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::cli::BenchArgs;
 use crate::commands::{default_model_path, generator_config};
 use crate::error::UsageError;
+use crate::progress::Progress;
 
 /// One measured line of the report.
 #[derive(Debug, Serialize)]
@@ -148,19 +149,23 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     );
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
+    let worker_counts = args.workers.map_or(vec![1, 2], |w| vec![w]);
+    // Phases: generating, the stages alone, then one end-to-end run per worker count.
+    let phases = Progress::new("bench phases", Some(2 + worker_counts.len() as u64), true);
     tracing::info!(%workload, "generating workload");
     let mut data = Vec::new();
     let mut generator = Generator::new(cfg);
     while generator.next_line(&mut data) {}
+    phases.set(1);
     let mut stages = Vec::new();
     let (stage_times, memory) = time_stages(&data, &model, &layout)?;
+    phases.set(2);
     for (name, (events, seconds)) in STAGES.iter().zip(stage_times) {
         stages.push(StageResult::new(*name, events, seconds));
     }
 
     let shared = SharedFile::from_vec(data);
-    let worker_counts = args.workers.map_or(vec![1, 2], |w| vec![w]);
-    for workers in worker_counts {
+    for (done, workers) in (3..).zip(worker_counts) {
         let job = ScoringJob {
             input: JobInput::File { path: PathBuf::from("bench"), bytes: shared.clone() },
             model_path: model_path.clone(),
@@ -184,7 +189,9 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         stage.latency_ms_p95 = Some(h.value_at_quantile(0.95) as f64 / 1000.0);
         stage.latency_ms_p99 = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
         stages.push(stage);
+        phases.set(done);
     }
+    phases.finish(2 + stages.len() as u64 - STAGES.len() as u64);
 
     let per_event = memory.bytes as f64 / memory.retained_events.max(1) as f64;
     let beyond = memory.bytes.saturating_sub(RETAINED_EVENT_BYTES * memory.retained_events);

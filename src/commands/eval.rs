@@ -1,14 +1,13 @@
 //! `vigil eval`: scores a labelled file with the model through the same features, enrich and
 //! infer code as `run`, and prints detection quality.
 
-use dataflows::feature_extraction::extract;
 use dataflows::scoring::load_model;
 use operators::evaluation::{evaluate, Evaluation};
 use operators::infer::score;
 
 use crate::cli::EvalArgs;
-use crate::commands::features::input_file;
-use crate::commands::{default_model_path, worker_count};
+use crate::commands::default_model_path;
+use crate::commands::features::{extract_with_progress, input_file};
 use crate::error::UsageError;
 
 /// Scores every labelled event of `--input` and evaluates.
@@ -17,8 +16,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
     let threshold = args.threshold.unwrap_or(model.metadata().threshold);
-    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.data.workers)?)
-        .map_err(anyhow::Error::msg)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), args.data.workers)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);
         score(&model, batch)?;

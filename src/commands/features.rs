@@ -5,15 +5,20 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use dataflows::feature_extraction::extract;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dataflows::feature_extraction::{extract, ExtractedFeatures};
 use dataflows::input::JobInput;
 use operators::event::ExtraFeatures;
 use operators::features::WINDOW_FEATURE_NAMES;
+use operators::user_state::StateRules;
 
 use crate::cli::FeaturesArgs;
 use crate::commands::run::state_rules;
 use crate::commands::worker_count;
 use crate::error::UsageError;
+use crate::progress::{self, Progress};
 
 /// Opens `--input` as a job input.
 pub fn input_file(input: &Option<PathBuf>) -> anyhow::Result<JobInput> {
@@ -21,13 +26,35 @@ pub fn input_file(input: &Option<PathBuf>) -> anyhow::Result<JobInput> {
     JobInput::file(path.clone()).map_err(|e| UsageError(format!("--input {}: {e}", path.display())).into())
 }
 
+/// Runs the feature dataflow over `input` (see [`extract`]) with a progress bar, or a log line
+/// every few seconds, over the records done.
+pub fn extract_with_progress(
+    input: JobInput,
+    extras: ExtraFeatures,
+    rules: StateRules,
+    workers: Option<usize>,
+) -> anyhow::Result<ExtractedFeatures> {
+    let workers = worker_count(workers)?;
+    let processed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let counter = Arc::clone(&processed);
+    let watcher = progress::watch(
+        Progress::new("extracting features", None, true),
+        move || counter.load(Ordering::Relaxed),
+        Arc::clone(&done),
+    );
+    let extracted = extract(input, extras, rules, workers, processed);
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    extracted.map_err(anyhow::Error::msg)
+}
+
 /// Writes the CSV.
 pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let out_path = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
     let rules = state_rules(args.lateness.as_deref())?;
-    let extracted = extract(input, ExtraFeatures::default(), rules, worker_count(args.data.workers)?)
-        .map_err(anyhow::Error::msg)?;
+    let extracted = extract_with_progress(input, ExtraFeatures::default(), rules, args.data.workers)?;
     let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);

@@ -2,18 +2,18 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use dataflows::feature_extraction::extract;
 use operators::calibration::ThresholdPolicy;
 use operators::enrich::InputLayout;
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
-use operators::training::{train, TrainConfig, TrainingData};
+use operators::training::{train_reporting, TrainConfig, TrainingData};
 
 use crate::cli::TrainArgs;
-use crate::commands::features::input_file;
-use crate::commands::worker_count;
+use crate::commands::features::{extract_with_progress, input_file};
 use crate::error::UsageError;
+use crate::progress::Progress;
 
 /// Lines sampled to discover extra feature keys.
 const KEY_SAMPLE_LINES: usize = 1000;
@@ -86,8 +86,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let layout = InputLayout::resolve(&names)
         .map_err(|bad| UsageError(format!("--input: feature names vigil cannot use: {}", bad.join(", "))))?;
     let started = std::time::Instant::now();
-    let mut extracted = extract(input, layout.extras().clone(), Default::default(), worker_count(args.data.workers)?)
-        .map_err(anyhow::Error::msg)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), args.data.workers)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);
     }
@@ -132,7 +131,11 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         input_name: input_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         ..defaults
     };
-    let model = train(&data, &cfg).map_err(|e| UsageError(format!("training on {}: {e}", input_path.display())))?;
+    let progress = Progress::new("training epochs", Some((cfg.seeds.max(1) * cfg.max_epochs) as u64), true);
+    let epochs = AtomicU64::new(0);
+    let model = train_reporting(&data, &cfg, &|| progress.set(epochs.fetch_add(1, Ordering::Relaxed) + 1))
+        .map_err(|e| UsageError(format!("training on {}: {e}", input_path.display())))?;
+    progress.finish(epochs.load(Ordering::Relaxed));
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::kafka::{Broker, OutputReader, Storage, DECISIONS, DLQ};
-use support::{bad_lines, generate, generate_keyed, vigil};
+use support::{bad_lines, generate, generate_keyed, read_jsonl, vigil};
 
 mod support;
 
@@ -54,8 +54,7 @@ fn read_outputs(dir: &Path, prefix: &str) -> (Vec<Value>, usize) {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         if name.starts_with(prefix) && name.ends_with(".jsonl") {
             files += 1;
-            let text = std::fs::read_to_string(&path).unwrap();
-            records.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+            records.extend(read_jsonl(&path));
         }
     }
     (records, files)

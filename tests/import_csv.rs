@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
-use support::vigil;
+use serde_json::json;
+use support::{read_jsonl, vigil};
 
 mod support;
 
@@ -45,11 +45,6 @@ base = "2026-01-01T00:00:00Z"
 columns = ["Other"]
 pattern = "V*"
 "#;
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {e}: {l}"))).collect()
-}
 
 fn import(dir: &Path, csv: &str, mapping: &str, extra: &[&str]) -> std::process::Output {
     std::fs::write(dir.join("in.csv"), csv).unwrap();

@@ -5,14 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{bad_lines, generate, vigil};
+use support::{bad_lines, generate, read_jsonl, vigil};
 
 mod support;
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {e}: {l}"))).collect()
-}
 
 fn run_file(input: &Path, out: &Path, extra: &[&str]) {
     let status = vigil()

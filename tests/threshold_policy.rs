@@ -4,17 +4,11 @@
 //! are recomputed here from its decision records and the input labels.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde_json::Value;
-use support::vigil;
+use support::{read_jsonl, vigil};
 
 mod support;
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 #[test]
 fn target_precision_is_met_on_validation_and_scores_are_calibrated() {

@@ -3,6 +3,7 @@
 
 pub mod kafka;
 
+use std::path::Path;
 use std::process::Command;
 
 use operators::generator::{Generator, GeneratorConfig};
@@ -12,6 +13,12 @@ pub fn vigil() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("RUST_LOG", "warn");
     cmd
+}
+
+/// The JSON records of a JSON-lines file (an output of vigil).
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {e}: {l}"))).collect()
 }
 
 /// The generator's events as lines without the newline.

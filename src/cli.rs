@@ -121,6 +121,16 @@ pub struct RunArgs {
     /// Seconds between per-operator timing summaries in the log, e.g. 10s (default 10s).
     #[arg(long)]
     pub log_interval: Option<String>,
+    /// Write checkpoints of the keyed state and source positions here, and restore the newest
+    /// complete one at start.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, e.g. 10s (default 10s; needs --checkpoint-dir).
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
+    /// Complete checkpoints kept in --checkpoint-dir (default 3).
+    #[arg(long)]
+    pub checkpoint_keep: Option<usize>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]

@@ -55,14 +55,17 @@ pub fn extract(
             stop: Arc::new(AtomicBool::new(false)),
             probe: probe.clone(),
             rate: tuning.rate,
+            barriers: Default::default(),
+            start_block: 0,
         };
         let parser = EventParser::new(extras.clone());
-        let window = WindowConfig { rules, extra_count: extras.len(), report: None, metrics: None };
+        let window = WindowConfig { rules, extra_count: extras.len(), ..WindowConfig::default() };
         let sink = Arc::clone(&sink);
         let processed = Arc::clone(&processed);
         worker.dataflow::<u64, _, _>(|scope| {
-            let (events, _) = input.source(scope, parser, source_cfg)?;
-            events
+            input
+                .source(scope, parser, source_cfg)?
+                .stream
                 .window_state(window)
                 .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
                     Pipeline,

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use operators::batch::EventBatch;
+use operators::checkpointing::SourcePosition;
 use operators::dead_letter::SourceName;
 use operators::event::EventParser;
 use operators::file_source::{LineReader, SharedFile};
@@ -13,7 +14,7 @@ use operators::generator::GeneratorConfig;
 use operators::generator_source::GeneratorReader;
 use operators::kafka_client::{partitions_of_worker, KafkaSettings};
 use operators::kafka_source::{kafka_source, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
-use operators::offsets::OffsetLedger;
+use operators::offsets::{OffsetLedger, PartitionOffsets};
 use operators::source::{block_source, SourceConfig};
 use timely::dataflow::{Scope, Stream};
 
@@ -38,6 +39,20 @@ pub struct KafkaInput {
     pub partitions: usize,
     /// Process the messages present at start, then stop (backlogs, benchmarks).
     pub stop_at_end: bool,
+    /// Where to start reading, from a restored checkpoint (other partitions start at the
+    /// group's committed offsets).
+    pub restored: PartitionOffsets,
+    /// Commit offsets as output is delivered; `false` with checkpoints, which commit their own.
+    pub commit_delivered: bool,
+}
+
+/// A worker's source: its stream, the committer of its Kafka offsets, and its position.
+pub struct WorkerSource<'s> {
+    pub stream: EventStream<'s>,
+    /// For Kafka: to be ticked while the worker runs and finished when the dataflow is done.
+    pub committer: Option<OffsetCommitter>,
+    /// The source's position through an epoch, for checkpoints.
+    pub position: SourcePosition,
 }
 
 /// Parsed events leaving a source.
@@ -62,6 +77,18 @@ impl JobInput {
         }
     }
 
+    /// Identity of the input, recorded in checkpoints: a restore must read the same input.
+    pub fn describe(&self) -> String {
+        match self {
+            JobInput::File { path, .. } => format!("file:{}", path.display()),
+            JobInput::Generator(g) => format!(
+                "generator:events={},users={},fraud_rate={},seed={},start_ms={},span_ms={}",
+                g.events, g.users, g.fraud_rate, g.seed, g.start_ms, g.span_ms
+            ),
+            JobInput::Kafka(kafka) => format!("kafka:{}", kafka.topic),
+        }
+    }
+
     /// The `vigil_events_total` source label of this input.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -71,14 +98,13 @@ impl JobInput {
         }
     }
 
-    /// Builds this worker's source operator, and for Kafka the committer of its offsets (to
-    /// be ticked while the worker runs and finished when the dataflow is done).
+    /// Builds this worker's source operator.
     pub fn source<'s>(
         &self,
         scope: Scope<'s, u64>,
         parser: EventParser,
         cfg: SourceConfig,
-    ) -> Result<(EventStream<'s>, Option<OffsetCommitter>), String> {
+    ) -> Result<WorkerSource<'s>, String> {
         let stream = match self {
             JobInput::File { bytes, .. } => {
                 block_source(scope, "FileSource", LineReader::new(bytes.clone()), parser, cfg)
@@ -88,7 +114,7 @@ impl JobInput {
             }
             JobInput::Kafka(kafka) => {
                 let partitions = partitions_of_worker(kafka.partitions, scope.index(), scope.peers());
-                let consumer = PartitionConsumer::connect(&kafka.settings, &kafka.topic, &partitions)
+                let consumer = PartitionConsumer::connect(&kafka.settings, &kafka.topic, &partitions, &kafka.restored)
                     .map_err(|e| format!("connecting the Kafka consumer of {}: {e}", kafka.topic))?;
                 let stop_at = match kafka.stop_at_end {
                     true => Some(consumer.unread_ends().map_err(|e| format!("reading end offsets: {e}"))?),
@@ -102,12 +128,17 @@ impl JobInput {
                     stop: cfg.stop,
                     probe: cfg.probe,
                     stop_at,
+                    barriers: cfg.barriers,
+                    first_epoch: cfg.start_block,
                 };
                 let stream = kafka_source(scope, Rc::clone(&consumer), Rc::clone(&ledger), parser, source_cfg);
-                return Ok((stream, Some(OffsetCommitter::new(consumer, ledger, COMMIT_INTERVAL))));
+                let committer =
+                    OffsetCommitter::new(consumer, Rc::clone(&ledger), COMMIT_INTERVAL, kafka.commit_delivered);
+                let position: SourcePosition = Rc::new(move |epoch| ledger.borrow().next_through(epoch));
+                return Ok(WorkerSource { stream, committer: Some(committer), position });
             }
         };
-        Ok((stream, None))
+        Ok(WorkerSource { stream, committer: None, position: Rc::new(|_| PartitionOffsets::new()) })
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use operators::checkpointing::{worker_checkpoints, CheckpointConfig, SourceBarriers};
 use operators::decide::{DecideExt, DecisionPolicy};
 use operators::enrich::{EnrichExt, InputLayout};
 use operators::event::EventParser;
@@ -53,6 +54,8 @@ pub struct ScoringJob {
     pub stop: Arc<AtomicBool>,
     pub tuning: Tuning,
     pub telemetry: Telemetry,
+    /// Periodic checkpoints and the state restored at start (`None`: no checkpoints).
+    pub checkpoints: Option<CheckpointConfig>,
 }
 
 /// What the job reports while it runs, and the HTTP requests it takes.
@@ -126,13 +129,15 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             source: job.input.source_name(),
         };
         let parser = EventParser::new(layout.extras().clone());
-        let window = WindowConfig {
+        let mut window = WindowConfig {
             rules: job.rules,
             extra_count: layout.extras().len(),
             report: Some(Arc::clone(&worker_state)),
             metrics: telemetry.metrics.clone(),
+            checkpoints: None,
         };
         let probe = ProbeHandle::new();
+        let barriers = SourceBarriers::new(job.checkpoints.as_ref().map(|c| c.interval), worker.index());
         let source_cfg = SourceConfig {
             block_len: job.tuning.block_len,
             max_in_flight: job.tuning.max_in_flight,
@@ -140,6 +145,8 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             stop: Arc::clone(&job.stop),
             probe: probe.clone(),
             rate: job.tuning.rate,
+            barriers: barriers.clone(),
+            start_block: job.checkpoints.as_ref().and_then(|c| c.restore.as_ref()).map_or(0, |r| r.epoch + 1),
         };
         let stats = Arc::clone(&worker_stats);
         let http_cfg = HttpSourceConfig {
@@ -147,9 +154,19 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             main: ProbeHandle::new(),
             stop: Arc::clone(&job.stop),
         };
-        let committer = worker.dataflow::<u64, _, _>(|scope| {
-            let (events, committer) = job.input.source(scope, parser.clone(), source_cfg)?;
-            let events = events.probe_with(&http_cfg.main).concat(http_source(scope, parser, http_cfg));
+        let (index, peers) = (worker.index(), worker.peers());
+        let (committer, completer) = worker.dataflow::<u64, _, _>(|scope| {
+            let source = job.input.source(scope, parser.clone(), source_cfg)?;
+            let completer = match &job.checkpoints {
+                Some(cfg) => {
+                    let (writer, completer) = worker_checkpoints(cfg, index, peers, source.position, &barriers)
+                        .map_err(|e| format!("starting the checkpoint writer: {e}"))?;
+                    window.checkpoints = Some(writer);
+                    Some(completer)
+                }
+                None => None,
+            };
+            let events = source.stream.probe_with(&http_cfg.main).concat(http_source(scope, parser, http_cfg));
             let mut decided = events.window_state(window).enrich(layout).infer(model).decide(policy);
             if let Some(metrics) = &telemetry.metrics {
                 decided = decided.observe(ChunkRecorder::new(Arc::clone(metrics), job.input.kind()));
@@ -163,19 +180,26 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
                 Output::Kafka(producer) => decided.kafka_sink(Arc::clone(producer), stats),
             };
             done.probe_with(&probe);
-            Ok::<_, String>(committer)
+            Ok::<_, String>((source.committer, completer))
         })?;
-        let mut committer = committer;
-        let park = committer.as_ref().map(|_| WORKER_PARK);
+        let (mut committer, mut completer) = (committer, completer);
+        let park = (committer.is_some() || completer.is_some()).then_some(WORKER_PARK);
         let mut lag_updated = Instant::now();
         while worker.step_or_park(park) {
+            let checkpointed = completer.as_mut().and_then(|c| c.tick(&probe));
             if let Some(committer) = committer.as_mut() {
+                if let Some(offsets) = &checkpointed {
+                    committer.commit(offsets);
+                }
                 committer.tick(&probe);
                 if let Some(metrics) = telemetry.metrics.as_ref().filter(|_| lag_updated.elapsed() >= LAG_INTERVAL) {
                     metrics.set_consumer_lag(&committer.partition_lag());
                     lag_updated = Instant::now();
                 }
             }
+        }
+        if let Some(completer) = completer.as_mut() {
+            completer.finish(&probe);
         }
         if let Some(committer) = committer.as_mut() {
             committer.finish().map_err(|e| format!("committing the final Kafka offsets: {e}"))?;

@@ -95,6 +95,25 @@ pub struct EventBatch {
     /// Extra features, `extra_count` per event, in event order.
     pub extras: Vec<f64>,
     pub dead: Vec<DeadLetter>,
+    /// A checkpoint barrier riding with the epoch (batches carrying one have no events).
+    pub marker: Option<Marker>,
+}
+
+/// Checkpoint barriers a source sends to every worker's window state, at its current epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Marker {
+    /// Worker 0's source asks for a checkpoint after this epoch (the interval has passed).
+    Checkpoint,
+    /// This source has stopped (end of input or SIGINT/SIGTERM): once every source has sent
+    /// one, the newest of their epochs is checkpointed as the job's final state.
+    Final,
+}
+
+impl EventBatch {
+    /// One marker batch per worker, to be sent at the source's current epoch.
+    pub fn markers(marker: Marker, peers: usize) -> impl Iterator<Item = EventBatch> {
+        (0..peers).map(move |dest| EventBatch { dest: dest as u32, marker: Some(marker), ..EventBatch::default() })
+    }
 }
 
 /// A scored event's identity and own inputs.

@@ -4,8 +4,8 @@
 //! Workers share the three writers; each chunk is written under one lock, so lines of one
 //! batch stay together and lines never interleave.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -63,13 +63,19 @@ pub struct OutputFiles {
 impl OutputFiles {
     /// Creates (truncates) `decisions.jsonl`, `alerts.jsonl`, `dead-letters.jsonl` in `dir`,
     /// named `decisions-pI.jsonl` etc. for process I of a multi-process cluster (`process`),
-    /// so that processes sharing a directory never write the same file.
-    pub fn create(dir: &Path, process: Option<usize>) -> std::io::Result<OutputFiles> {
+    /// so that processes sharing a directory never write the same file. With `append` (a job
+    /// restored from a checkpoint) existing files are continued instead, after cutting off a
+    /// line left half-written by a crash.
+    pub fn create(dir: &Path, process: Option<usize>, append: bool) -> std::io::Result<OutputFiles> {
         std::fs::create_dir_all(dir)?;
         let suffix = process.map(|i| format!("-p{i}")).unwrap_or_default();
         let paths = ["decisions", "alerts", "dead-letters"].map(|n| dir.join(format!("{n}{suffix}.jsonl")));
         let open = |p: &Path| -> std::io::Result<Mutex<BufWriter<File>>> {
-            Ok(Mutex::new(BufWriter::with_capacity(1 << 20, File::create(p)?)))
+            let file = match append {
+                true => open_after_last_line(p)?,
+                false => File::create(p)?,
+            };
+            Ok(Mutex::new(BufWriter::with_capacity(1 << 20, file)))
         };
         Ok(OutputFiles { decisions: open(&paths[0])?, alerts: open(&paths[1])?, dead_letters: open(&paths[2])?, paths })
     }
@@ -79,7 +85,8 @@ impl OutputFiles {
         &self.paths
     }
 
-    /// Appends a chunk's lines.
+    /// Appends a chunk's lines (flushed at the end of each sink activation, so what the
+    /// dataflow counts as delivered has reached the OS and survives a crash of the process).
     pub fn write(&self, chunk: &OutputChunk) -> std::io::Result<()> {
         for (writer, bytes) in [
             (&self.decisions, &chunk.decisions),
@@ -102,15 +109,51 @@ impl OutputFiles {
     }
 }
 
+/// Opens `path` for appending (creating it), first truncating any partial last line.
+fn open_after_last_line(path: &Path) -> std::io::Result<File> {
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    let len = file.metadata()?.len();
+    let mut keep = len;
+    let mut tail = [0u8; 4096];
+    while keep > 0 {
+        let start = keep.saturating_sub(tail.len() as u64);
+        let chunk = &mut tail[..(keep - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        match memchr::memrchr(b'\n', chunk) {
+            Some(i) => {
+                keep = start + i as u64 + 1;
+                break;
+            }
+            None => keep = start,
+        }
+    }
+    if keep < len {
+        file.set_len(keep)?;
+    }
+    file.seek(SeekFrom::Start(keep))?;
+    Ok(file)
+}
+
 /// Where a sink delivers chunks.
 pub trait ChunkSink: 'static {
     /// Delivers one chunk; an error stops the job.
     fn deliver(&mut self, chunk: &OutputChunk) -> std::io::Result<()>;
+
+    /// Called after the chunks of an activation were delivered, before the dataflow may
+    /// consider them done.
+    fn delivered(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl ChunkSink for Arc<OutputFiles> {
     fn deliver(&mut self, chunk: &OutputChunk) -> std::io::Result<()> {
         self.write(chunk)
+    }
+
+    fn delivered(&mut self) -> std::io::Result<()> {
+        self.flush()
     }
 }
 
@@ -138,14 +181,21 @@ impl<'s> SinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
                 let mut mine = RunStats::default();
                 let mut merged = false;
                 move |(input, frontier), _output| {
+                    let mut any = false;
                     input.for_each_stamp(|_cap, data| {
                         for chunk in data.flat_map(|d| d.iter()) {
                             if let Err(e) = sink.deliver(chunk) {
                                 panic!("output could not be written: {e}");
                             }
                             mine.record(chunk);
+                            any = true;
                         }
                     });
+                    if any {
+                        if let Err(e) = sink.delivered() {
+                            panic!("output could not be written: {e}");
+                        }
+                    }
                     if frontier.is_empty() && !merged {
                         merged = true;
                         stats.lock().unwrap_or_else(|p| p.into_inner()).merge(&mine);

@@ -26,6 +26,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
 use crate::batch::{EventBatch, Origin};
+use crate::checkpointing::SourceBarriers;
 use crate::clock::now_ns;
 use crate::event::EventParser;
 use crate::kafka_client::{KafkaSettings, LoggingContext};
@@ -39,12 +40,19 @@ pub struct PartitionConsumer {
     consumer: BaseConsumer<LoggingContext>,
     topic: String,
     partitions: Vec<i32>,
+    /// Where reading started for partitions restored from a checkpoint.
+    restored: PartitionOffsets,
 }
 
 impl PartitionConsumer {
-    /// Connects and assigns `partitions` of `topic`, each starting at the group's committed
-    /// offset (or the earliest one when the group has none).
-    pub fn connect(settings: &KafkaSettings, topic: &str, partitions: &[i32]) -> KafkaResult<Self> {
+    /// Connects and assigns `partitions` of `topic`, each starting at its offset in `restored`
+    /// (a checkpoint's), else at the group's committed offset, else at the earliest one.
+    pub fn connect(
+        settings: &KafkaSettings,
+        topic: &str,
+        partitions: &[i32],
+        restored: &PartitionOffsets,
+    ) -> KafkaResult<Self> {
         let consumer: BaseConsumer<LoggingContext> = settings
             .client_config(&[
                 ("group.id", &settings.group),
@@ -58,11 +66,14 @@ impl PartitionConsumer {
             ])
             .create_with_context(LoggingContext::default())?;
         let mut assignment = TopicPartitionList::new();
+        let restored: PartitionOffsets =
+            restored.iter().filter(|(p, _)| partitions.contains(p)).map(|(&p, &next)| (p, next)).collect();
         for &partition in partitions {
-            assignment.add_partition_offset(topic, partition, Offset::Stored)?;
+            let start = restored.get(&partition).map_or(Offset::Stored, |&next| Offset::Offset(next));
+            assignment.add_partition_offset(topic, partition, start)?;
         }
         consumer.assign(&assignment)?;
-        Ok(PartitionConsumer { consumer, topic: topic.to_owned(), partitions: partitions.to_vec() })
+        Ok(PartitionConsumer { consumer, topic: topic.to_owned(), partitions: partitions.to_vec(), restored })
     }
 
     /// The partitions with messages left to read now, with their current end offsets: for
@@ -72,9 +83,13 @@ impl PartitionConsumer {
         let mut unread = BTreeMap::new();
         for &partition in &self.partitions {
             let (low, high) = self.consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(30))?;
-            let start = match committed.find_partition(&self.topic, partition).map(|e| e.offset()) {
-                Some(Offset::Offset(next)) => next.max(low),
-                _ => low,
+            let start = match (self.restored.get(&partition), committed.find_partition(&self.topic, partition)) {
+                (Some(&next), _) => next.max(low),
+                (None, Some(entry)) => match entry.offset() {
+                    Offset::Offset(next) => next.max(low),
+                    _ => low,
+                },
+                (None, None) => low,
             };
             if start < high {
                 unread.insert(partition, high);
@@ -101,6 +116,9 @@ const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 pub struct OffsetCommitter {
     consumer: Rc<PartitionConsumer>,
     ledger: Rc<RefCell<OffsetLedger>>,
+    /// Commit delivered offsets on the interval (at-least-once without checkpoints); with
+    /// checkpoints only completed checkpoints' offsets are committed, through [`Self::commit`].
+    commit_delivered: bool,
     interval: Duration,
     last: Instant,
     last_log: Instant,
@@ -108,9 +126,23 @@ pub struct OffsetCommitter {
 }
 
 impl OffsetCommitter {
-    pub fn new(consumer: Rc<PartitionConsumer>, ledger: Rc<RefCell<OffsetLedger>>, interval: Duration) -> Self {
+    pub fn new(
+        consumer: Rc<PartitionConsumer>,
+        ledger: Rc<RefCell<OffsetLedger>>,
+        interval: Duration,
+        commit_delivered: bool,
+    ) -> Self {
         let now = Instant::now();
-        OffsetCommitter { consumer, ledger, interval, last: now, last_log: now, logged_committed: -1 }
+        OffsetCommitter { consumer, ledger, commit_delivered, interval, last: now, last_log: now, logged_committed: -1 }
+    }
+
+    /// Commits a completed checkpoint's offsets of this worker's partitions.
+    pub fn commit(&mut self, offsets: &PartitionOffsets) {
+        let mut ledger = self.ledger.borrow_mut();
+        match self.consumer.commit(offsets, CommitMode::Async) {
+            Ok(()) => ledger.committed(offsets),
+            Err(e) => tracing::warn!(target: "vigil::kafka", "checkpoint offset commit failed: {e}"),
+        }
     }
 
     fn log_progress(&mut self, committed: i64) {
@@ -142,7 +174,7 @@ impl OffsetCommitter {
         let committed = {
             let mut ledger = self.ledger.borrow_mut();
             ledger.complete(|epoch| probe.less_equal(&epoch));
-            if let Some(offsets) = ledger.to_commit() {
+            if let Some(offsets) = ledger.to_commit().filter(|_| self.commit_delivered) {
                 match self.consumer.commit(&offsets, CommitMode::Async) {
                     Ok(()) => ledger.committed(&offsets),
                     Err(e) => tracing::warn!(target: "vigil::kafka", "offset commit failed, will retry: {e}"),
@@ -186,6 +218,10 @@ pub struct KafkaSourceConfig {
     pub probe: ProbeHandle<u64>,
     /// Stop once these partitions reach these end offsets (`None`: run until stopped).
     pub stop_at: Option<BTreeMap<i32, i64>>,
+    /// The checkpoint barriers this source sends (default: none).
+    pub barriers: SourceBarriers,
+    /// Lowest epoch to use: past a restored checkpoint's, whatever the clock says.
+    pub first_epoch: u64,
 }
 
 fn unix_ms() -> u64 {
@@ -209,13 +245,18 @@ pub fn kafka_source<'s>(
 ) -> Stream<'s, u64, Vec<EventBatch>> {
     let index = scope.index();
     let peers = scope.peers();
-    source::<u64, CapacityContainerBuilder<Vec<EventBatch>>, _, _>(scope, "KafkaSource", move |capability, info| {
+    source::<u64, CapacityContainerBuilder<Vec<EventBatch>>, _, _>(scope, "KafkaSource", move |mut capability, info| {
         let activator = scope.activator_for(info.address);
+        capability.downgrade(&cfg.first_epoch);
         let mut capability = Some(capability);
+        let mut barriers = cfg.barriers.clone();
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let at_end = cfg.stop_at.as_ref().is_some_and(BTreeMap::is_empty);
             if at_end || cfg.stop.load(Ordering::Relaxed) {
+                if let Some(last) = barriers.last() {
+                    output.session(&*cap).give_iterator(EventBatch::markers(last, peers));
+                }
                 capability = None;
                 return;
             }
@@ -223,6 +264,9 @@ pub fn kafka_source<'s>(
             ledger.complete(|epoch| cfg.probe.less_equal(&epoch));
             let epoch = unix_ms().max(*cap.time());
             cap.downgrade(&epoch);
+            if let Some(barrier) = barriers.periodic() {
+                output.session(&*cap).give_iterator(EventBatch::markers(barrier, peers));
+            }
             if ledger.open_messages() >= cfg.max_open_messages {
                 activator.activate_after(IDLE_POLL);
                 return;

@@ -3,6 +3,8 @@
 
 pub mod batch;
 pub mod calibration;
+pub mod checkpoint;
+pub mod checkpointing;
 pub mod clock;
 pub mod dead_letter;
 pub mod decide;

@@ -76,6 +76,19 @@ impl OffsetLedger {
         (!fresh.is_empty()).then_some(fresh)
     }
 
+    /// Next offset to read per partition after everything emitted in epochs ≤ `epoch` (what a
+    /// checkpoint of `epoch` restarts from).
+    pub fn next_through(&self, epoch: u64) -> PartitionOffsets {
+        let mut next = self.completed.clone();
+        for open in self.open.iter().take_while(|o| o.epoch <= epoch) {
+            for &(partition, offset) in &open.next {
+                let entry = next.entry(partition).or_insert(offset);
+                *entry = (*entry).max(offset);
+            }
+        }
+        next
+    }
+
     /// Sum of the committed next offsets over partitions (progress, for logs).
     pub fn committed_total(&self) -> i64 {
         self.committed.values().sum()
@@ -114,6 +127,18 @@ mod tests {
         ledger.complete(|_| false);
         assert_eq!(ledger.open_messages(), 0);
         assert_eq!(ledger.to_commit(), Some(PartitionOffsets::from([(0, 13)])));
+    }
+
+    #[test]
+    fn the_position_through_an_epoch_covers_completed_and_open_epochs_up_to_it() {
+        let mut ledger = OffsetLedger::default();
+        ledger.record(1, 0, 4);
+        ledger.record(2, 1, 9);
+        ledger.record(3, 0, 5);
+        ledger.complete(|epoch| epoch >= 2);
+        assert_eq!(ledger.next_through(2), PartitionOffsets::from([(0, 5), (1, 10)]));
+        assert_eq!(ledger.next_through(3), PartitionOffsets::from([(0, 6), (1, 10)]));
+        assert_eq!(ledger.next_through(1), PartitionOffsets::from([(0, 5)]));
     }
 
     #[test]

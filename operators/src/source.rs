@@ -18,6 +18,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
 use crate::batch::{EventBatch, Origin};
+use crate::checkpointing::SourceBarriers;
 use crate::clock::now_ns;
 use crate::event::EventParser;
 
@@ -44,6 +45,10 @@ pub struct SourceConfig {
     pub probe: ProbeHandle<u64>,
     /// Offered load in records per second over all workers (`None`: as fast as possible).
     pub rate: Option<f64>,
+    /// The checkpoint barriers this source sends (default: none).
+    pub barriers: SourceBarriers,
+    /// First block to read: the one after a restored checkpoint's epoch (0 on a fresh start).
+    pub start_block: u64,
 }
 
 impl SourceConfig {
@@ -68,16 +73,30 @@ pub fn block_source<'s, R: BlockReader>(
 ) -> Stream<'s, u64, Vec<EventBatch>> {
     let index = scope.index();
     let peers = scope.peers();
-    source::<u64, CapacityContainerBuilder<Vec<EventBatch>>, _, _>(scope, name, move |capability, info| {
+    source::<u64, CapacityContainerBuilder<Vec<EventBatch>>, _, _>(scope, name, move |mut capability, info| {
         let activator = scope.activator_for(info.address);
+        for _ in 0..cfg.start_block {
+            if reader.next_block(cfg.block_len, false, &mut |_, _| {}) == 0 {
+                break;
+            }
+        }
+        let mut next_block = cfg.start_block;
+        capability.downgrade(&next_block);
         let mut capability = Some(capability);
-        let mut next_block: u64 = 0;
+        let mut barriers = cfg.barriers.clone();
         let start = Instant::now();
+        let paced_from = next_block;
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             if cfg.stop.load(Ordering::Relaxed) {
+                if let Some(last) = barriers.last() {
+                    output.session(&*cap).give_iterator(EventBatch::markers(last, peers));
+                }
                 capability = None;
                 return;
+            }
+            if let Some(barrier) = barriers.periodic() {
+                output.session(&*cap).give_iterator(EventBatch::markers(barrier, peers));
             }
             let mut emitted = 0;
             while emitted < BLOCKS_PER_ACTIVATION {
@@ -86,7 +105,7 @@ pub fn block_source<'s, R: BlockReader>(
                 if mine && cfg.probe.less_than(&backlog_limit) {
                     break;
                 }
-                if let Some(wait) = cfg.wait_for(next_block, start).filter(|_| mine) {
+                if let Some(wait) = cfg.wait_for(next_block - paced_from, start).filter(|_| mine) {
                     cap.downgrade(&next_block);
                     activator.activate_after(wait);
                     return;
@@ -104,6 +123,9 @@ pub fn block_source<'s, R: BlockReader>(
                     parser.parse_into(bytes, origin, &mut batches, index);
                 });
                 if read == 0 {
+                    if let Some(last) = barriers.last() {
+                        output.session(&*cap).give_iterator(EventBatch::markers(last, peers));
+                    }
                     capability = None;
                     return;
                 }

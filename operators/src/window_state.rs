@@ -18,9 +18,12 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::batch::{DeadLetter, EventBatch, Origin, ScoredBatch, ScoredRow, TextRef};
+use crate::batch::{DeadLetter, EventBatch, Marker, Origin, ScoredBatch, ScoredRow, TextRef};
+use crate::checkpoint::{key_group, Part, PartHeader, RestoredState};
+use crate::checkpointing::WorkerCheckpoints;
 use crate::features::RETENTION_MS;
 use crate::hashing::PreHashed;
+use crate::hashing::KEY_GROUPS;
 use crate::metrics::Metrics;
 use crate::prefetch::prefetch;
 use crate::time::DAY_MS;
@@ -32,7 +35,7 @@ const PREFETCH_STATE_AHEAD: usize = 16;
 const PREFETCH_BUFFER_AHEAD: usize = 8;
 
 /// Settings of the window state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct WindowConfig {
     pub rules: StateRules,
     /// Extra features carried per event (see `event::ExtraFeatures`).
@@ -41,6 +44,8 @@ pub struct WindowConfig {
     pub report: Option<Arc<Mutex<StateReport>>>,
     /// Where the operator reports its user count and evictions after every epoch.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where the operator writes its checkpoint parts and finds its restored state.
+    pub checkpoints: Option<WorkerCheckpoints>,
 }
 
 /// Size of the keyed state, summed over workers.
@@ -180,6 +185,44 @@ impl KeyedState {
         self.evicted_users += (before - self.users.len()) as u64;
     }
 
+    /// This worker's part of the checkpoint of `epoch`: its users by key group, bincode-encoded.
+    pub fn snapshot(&self, epoch: u64, worker: u32, source_offsets: Vec<(i32, i64)>) -> Part {
+        let mut groups: Vec<Vec<(u64, &UserState)>> = (0..KEY_GROUPS).map(|_| Vec::new()).collect();
+        for (&key, user) in &self.users {
+            if let Some(state) = user.as_ref() {
+                groups[key_group(key) as usize].push((key, state));
+            }
+        }
+        let groups = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, users)| !users.is_empty())
+            .map(|(group, users)| {
+                let bytes = bincode::serialize(&users).expect("user states always encode");
+                (group as u16, bytes)
+            })
+            .collect();
+        let header = PartHeader {
+            epoch,
+            worker,
+            source_offsets,
+            partition_newest: self.partition_newest.clone(),
+            last_sweep_watermark: self.last_sweep_watermark,
+        };
+        Part { header, groups }
+    }
+
+    /// Takes over the users of the key groups worker `worker` of `peers` owns from `restored`.
+    pub fn restore(&mut self, restored: &RestoredState, worker: usize, peers: usize) {
+        let users = restored.take_users(worker, peers);
+        self.users.reserve(users.len());
+        for (key, state) in users {
+            self.users.insert(key, Box::new(Some(state)));
+        }
+        self.partition_newest = restored.partition_newest.clone();
+        self.last_sweep_watermark = restored.last_sweep_watermark;
+    }
+
     /// Current size of the state.
     pub fn report(&self) -> StateReport {
         let per_entry = std::mem::size_of::<(u64, Box<Option<UserState>>)>() + 1;
@@ -198,6 +241,32 @@ impl KeyedState {
     }
 }
 
+/// The checkpoint barriers a window state has received.
+#[derive(Debug, Default)]
+struct Barriers {
+    /// Sources that have sent their final barrier, and the newest epoch among those.
+    finals: usize,
+    final_epoch: u64,
+}
+
+impl Barriers {
+    fn note(&mut self, batch: &EventBatch, epoch: u64) {
+        if batch.marker == Some(Marker::Final) {
+            self.finals += 1;
+            self.final_epoch = self.final_epoch.max(epoch);
+        }
+    }
+
+    /// Whether the state after `epoch` (whose batches are `batches`) is to be checkpointed,
+    /// and if so whether as the final checkpoint. The final one is taken once every source
+    /// has stopped, after the newest epoch any of them stopped at: all workers agree on it,
+    /// because every source sends its final barrier to every worker.
+    fn checkpoint_after(&self, epoch: u64, batches: &[EventBatch], sources: usize) -> Option<bool> {
+        let last = self.finals == sources && epoch == self.final_epoch;
+        (last || batches.iter().any(|b| b.marker == Some(Marker::Checkpoint))).then_some(last)
+    }
+}
+
 /// Extension trait: `events.window_state(cfg)`.
 pub trait WindowStateExt<'s> {
     /// Exchanges batches to their owners and emits scored batches, one per epoch.
@@ -207,7 +276,9 @@ pub trait WindowStateExt<'s> {
 impl<'s> WindowStateExt<'s> for Stream<'s, u64, Vec<EventBatch>> {
     fn window_state(self, cfg: WindowConfig) -> Stream<'s, u64, Vec<ScoredBatch>> {
         let pact = Exchange::new(|batch: &EventBatch| u64::from(batch.dest));
-        let worker = self.scope().index().to_string();
+        let index = self.scope().index();
+        let peers = self.scope().peers();
+        let worker = index.to_string();
         self.unary_frontier::<CapacityContainerBuilder<Vec<ScoredBatch>>, _, _, _>(
             pact,
             "WindowState",
@@ -217,22 +288,39 @@ impl<'s> WindowStateExt<'s> for Stream<'s, u64, Vec<EventBatch>> {
                     (m.state_users.with_label_values(&[&worker]), m.state_evictions.with_label_values(&[&worker]))
                 });
                 let mut evictions_reported = 0;
+                let checkpoints = cfg.checkpoints.clone();
                 let mut state = KeyedState::new(cfg);
+                if let Some(restored) = checkpoints.as_ref().and_then(|c| c.restore.as_ref()) {
+                    state.restore(restored, index, peers);
+                }
+                let mut barriers = Barriers::default();
                 let mut pending: BTreeMap<u64, (Capability<u64>, Vec<EventBatch>)> = BTreeMap::new();
                 let mut reported = false;
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {
                         let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                        let entry = pending.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
-                        entry.1.extend(data.flat_map(|d| d.drain(..)));
+                        let epoch = *cap.time();
+                        let entry = pending.entry(epoch).or_insert_with(|| (cap, Vec::new()));
+                        for batch in data.flat_map(|d| d.drain(..)) {
+                            barriers.note(&batch, epoch);
+                            entry.1.push(batch);
+                        }
                     });
                     while let Some(entry) = pending.first_entry() {
                         if frontier.less_equal(entry.key()) {
                             break;
                         }
+                        let epoch = *entry.key();
                         let (cap, mut batches) = entry.remove();
                         let scored = state.process_epoch(&mut batches);
                         output.session(&cap).give(scored);
+                        if let Some(checkpoints) = &checkpoints {
+                            if let Some(final_checkpoint) = barriers.checkpoint_after(epoch, &batches, peers) {
+                                checkpoints.write(epoch, final_checkpoint, |offsets| {
+                                    state.snapshot(epoch, checkpoints.worker, offsets.into_iter().collect())
+                                });
+                            }
+                        }
                         if let Some((users, evictions)) = &gauges {
                             users.set(state.users.len() as i64);
                             evictions.inc_by(state.evicted_users - evictions_reported);

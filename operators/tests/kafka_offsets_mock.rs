@@ -86,7 +86,9 @@ fn run(
     timely::execute(timely::Config::process(workers), move |worker| {
         let settings = KafkaSettings { brokers: brokers_owned.clone(), group: GROUP.to_owned(), options: Vec::new() };
         let mine = partitions_of_worker(PARTITIONS as usize, worker.index(), worker.peers());
-        let consumer = Rc::new(PartitionConsumer::connect(&settings, TOPIC, &mine).expect("consumer connects"));
+        let consumer = Rc::new(
+            PartitionConsumer::connect(&settings, TOPIC, &mine, &Default::default()).expect("consumer connects"),
+        );
         let ledger = Rc::new(RefCell::new(OffsetLedger::default()));
         let probe = ProbeHandle::new();
         let cfg = KafkaSourceConfig {
@@ -95,6 +97,8 @@ fn run(
             stop: Arc::clone(&stop),
             probe: probe.clone(),
             stop_at: stop_at_end.then(|| consumer.unread_ends().expect("end offsets")),
+            barriers: Default::default(),
+            first_epoch: 0,
         };
         let (seen_in, gate_in) = (Arc::clone(&seen), Arc::clone(&gate));
         worker.dataflow::<u64, _, _>(|scope| {
@@ -125,7 +129,7 @@ fn run(
                 )
                 .probe_with(&probe);
         });
-        let mut committer = OffsetCommitter::new(consumer, ledger, Duration::ZERO);
+        let mut committer = OffsetCommitter::new(consumer, ledger, Duration::ZERO, true);
         let deadline = Instant::now() + Duration::from_secs(60);
         while worker.step_or_park(Some(Duration::from_millis(5))) {
             committer.tick(&probe);

@@ -176,6 +176,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             stop: Arc::new(AtomicBool::new(false)),
             tuning: Tuning::default(),
             telemetry: bench_telemetry(args.telemetry)?,
+            checkpoints: None,
         };
         let report = scoring::run(job, timely::Config::process(workers))?;
         let c = report.stats.counts;

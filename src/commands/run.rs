@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use dataflows::input::{JobInput, KafkaInput, Tuning};
 use dataflows::scoring::{self, Output, ScoringJob, ScoringReport, Telemetry};
+use operators::checkpoint::CheckpointStore;
+use operators::checkpointing::CheckpointConfig;
 use operators::file_sink::OutputFiles;
 use operators::http_source::DetectChannel;
 use operators::kafka_client::{wait_for_topics, KafkaSettings, TopicError};
@@ -89,6 +91,8 @@ fn job_input(args: &RunArgs, kafka: &KafkaPlan, partitions: Option<usize>) -> an
             topic: kafka.input_topic.clone(),
             partitions: partitions.expect("the input topic was checked"),
             stop_at_end: args.kafka.stop_at_end,
+            restored: Default::default(),
+            commit_delivered: args.checkpoint_dir.is_none(),
         }));
     }
     if let Some(path) = source.strip_prefix("file:") {
@@ -154,6 +158,68 @@ fn log_interval(text: Option<&str>) -> Result<std::time::Duration, UsageError> {
     Ok(std::time::Duration::from_millis(ms as u64))
 }
 
+/// Default `--checkpoint-interval` and `--checkpoint-keep`.
+const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 10_000;
+const DEFAULT_CHECKPOINT_KEEP: usize = 3;
+
+/// Opens `--checkpoint-dir` and restores its newest intact checkpoint into `input` and
+/// `tuning` (the checkpoint's epoch size, so epochs map to the same input positions).
+fn checkpoints(args: &RunArgs, input: &mut JobInput, tuning: &mut Tuning) -> anyhow::Result<Option<CheckpointConfig>> {
+    let Some(dir) = &args.checkpoint_dir else {
+        if args.checkpoint_interval.is_some() || args.checkpoint_keep.is_some() {
+            return Err(UsageError("--checkpoint-interval/--checkpoint-keep: need --checkpoint-dir".into()).into());
+        }
+        return Ok(None);
+    };
+    let interval_ms = match &args.checkpoint_interval {
+        Some(text) => parse_duration_ms("--checkpoint-interval", text)?,
+        None => DEFAULT_CHECKPOINT_INTERVAL_MS,
+    };
+    if interval_ms <= 0 {
+        return Err(UsageError("--checkpoint-interval: must be positive".into()).into());
+    }
+    let keep = args.checkpoint_keep.unwrap_or(DEFAULT_CHECKPOINT_KEEP);
+    if keep == 0 {
+        return Err(UsageError("--checkpoint-keep: must be at least 1".into()).into());
+    }
+    let store = CheckpointStore::open(dir, keep).map_err(|e| UsageError(format!("--checkpoint-dir: {e}")))?;
+    let restore = match store.latest_valid().context("reading --checkpoint-dir")? {
+        None => None,
+        Some(checkpoint) => {
+            let m = &checkpoint.manifest;
+            if m.input != input.describe() {
+                return Err(UsageError(format!(
+                    "--checkpoint-dir: {} holds checkpoints of `{}`, not of this run's input `{}`; use another directory",
+                    dir.display(),
+                    m.input,
+                    input.describe()
+                ))
+                .into());
+            }
+            tracing::info!(
+                target: "vigil::checkpoint",
+                epoch = m.epoch,
+                workers = m.workers,
+                final_checkpoint = m.final_checkpoint,
+                "restoring {}",
+                checkpoint.dir().display()
+            );
+            tuning.block_len = m.block_len;
+            if let JobInput::Kafka(kafka) = input {
+                kafka.restored = checkpoint.source_offsets();
+            }
+            Some(Arc::new(checkpoint.decode().context("decoding the checkpoint")?))
+        }
+    };
+    Ok(Some(CheckpointConfig {
+        store,
+        interval: std::time::Duration::from_millis(interval_ms as u64),
+        restore,
+        input: input.describe(),
+        block_len: tuning.block_len,
+    }))
+}
+
 /// Metrics, operator timings and (with `--http`) the API server and its request channel.
 fn telemetry(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<(Telemetry, Option<HttpServer>)> {
     let metrics = Arc::new(Metrics::new(args.cluster.process.unwrap_or(0))?);
@@ -198,11 +264,13 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let timely = timely_config(&args.cluster)?;
-    let tuning = tuning(&args)?;
+    let mut tuning = tuning(&args)?;
     let rules = state_rules(args.lateness.as_deref())?;
     let stop = stop_flag()?;
     let partitions = kafka.check_topics(read_kafka, write_kafka, &stop)?;
-    let input = job_input(&args, &kafka, partitions)?;
+    let mut input = job_input(&args, &kafka, partitions)?;
+    let checkpoints = checkpoints(&args, &mut input, &mut tuning)?;
+    let restored = checkpoints.as_ref().is_some_and(|c| c.restore.is_some());
     let (output, files) = if write_kafka {
         let producer = KafkaProducer::connect(&kafka.settings, kafka.outputs.clone())
             .map_err(|e| UsageError(format!("Kafka producer settings: {e}")))?;
@@ -210,7 +278,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     } else {
         let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
         let files = Arc::new(
-            OutputFiles::create(&out_dir, cluster_process(&args.cluster))
+            OutputFiles::create(&out_dir, cluster_process(&args.cluster), restored)
                 .with_context(|| format!("creating outputs in {}", out_dir.display()))?,
         );
         (Output::Files(Arc::clone(&files)), Some(files))
@@ -227,6 +295,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         stop,
         tuning,
         telemetry,
+        checkpoints,
     };
     let result = scoring::run(job, timely);
     if let Some((done, thread)) = watcher {

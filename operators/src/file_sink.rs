@@ -205,3 +205,38 @@ impl<'s> SinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appending_cuts_a_half_written_last_line_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&[u8], &[u8]); 4] = [
+            (b"", b""),
+            (b"{\"a\":1}\n", b"{\"a\":1}\n"),
+            (b"{\"a\":1}\n{\"b\":", b"{\"a\":1}\n"),
+            (b"no newline at all", b""),
+        ];
+        for (before, kept) in cases {
+            let path = dir.path().join("decisions.jsonl");
+            std::fs::write(&path, before).unwrap();
+            let mut file = open_after_last_line(&path).unwrap();
+            file.write_all(b"{\"c\":3}\n").unwrap();
+            drop(file);
+            assert_eq!(std::fs::read(&path).unwrap(), [kept, b"{\"c\":3}\n"].concat(), "{before:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_partial_line_is_cut_back_to_the_previous_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let mut before = b"first\n".to_vec();
+        before.extend(std::iter::repeat_n(b'x', 10_000));
+        std::fs::write(&path, &before).unwrap();
+        drop(open_after_last_line(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"first\n");
+    }
+}

@@ -43,7 +43,13 @@ pub fn curve_chart(path: &Path, curve: &Curve) -> anyhow::Result<()> {
         .x_label_area_size(45)
         .y_label_area_size(55)
         .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)?;
-    chart.configure_mesh().x_desc(curve.x_label).y_desc(curve.y_label).label_style((FONT, 15)).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc(curve.x_label)
+        .y_desc(curve.y_label)
+        .label_style((FONT, 15))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
     chart.draw_series(LineSeries::new(curve.reference, RGBColor(160, 160, 160).stroke_width(1)))?;
     chart.draw_series(LineSeries::new(curve.points.iter().copied(), LEGIT.stroke_width(2)))?;
     root.present()?;
@@ -61,7 +67,13 @@ pub fn histogram_chart(path: &Path, histogram: &ClassHistogram) -> anyhow::Resul
         .x_label_area_size(45)
         .y_label_area_size(55)
         .build_cartesian_2d(0f64..1f64, 0f64..top)?;
-    chart.configure_mesh().x_desc("anomaly score").y_desc("share of class").label_style((FONT, 15)).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("anomaly score")
+        .y_desc("share of class")
+        .label_style((FONT, 15))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
     for (shares, color, name) in [(&histogram.legit, LEGIT, "legitimate"), (&histogram.fraud, FRAUD, "fraud")] {
         let width = 1.0 / shares.len().max(1) as f64;
         let bars = shares.iter().enumerate().map(move |(i, &v)| {
@@ -103,6 +115,7 @@ pub fn importance_chart(path: &Path, importance: &[FeatureImportance]) -> anyhow
         .x_desc("PR-AUC with the input shuffled, subtracted from the intact PR-AUC")
         .label_style((FONT, 14))
         .disable_y_mesh()
+        .light_line_style(TRANSPARENT)
         .draw()?;
     chart.draw_series(ranked.iter().enumerate().map(|(i, f)| {
         let mut bar = Rectangle::new(

@@ -41,12 +41,49 @@ fn velocity_phrase(o: &mut Vec<u8>, velocity: f64) {
 
 /// "v14 unusually low (-7.2 vs mean 0.0)": for inputs without a phrase of their own.
 fn generic_phrase(o: &mut Vec<u8>, name: &str, value: f64, mean: f64) {
-    write_str_body(o, name);
+    write_label(o, name);
     o.extend_from_slice(if value >= mean { b" unusually high (" } else { b" unusually low (" });
     write_one_decimal(o, value);
     o.extend_from_slice(b" vs mean ");
     write_one_decimal(o, mean);
     o.push(b')');
+}
+
+/// Statistics of the SPEC §2 windows, as an analyst would say them.
+const WINDOW_STATS: [(&str, &str); 5] = [
+    ("cnt", "transactions"),
+    ("sum", "total amount"),
+    ("max", "largest amount"),
+    ("mean", "mean amount"),
+    ("std", "spread of amounts"),
+];
+
+/// Writes a known input's name in words ("mean amount in the user's last 1h"), any other
+/// (e.g. an imported `v14`) as it is.
+fn write_label(o: &mut Vec<u8>, name: &str) {
+    let words: Option<&[u8]> = match name {
+        "hour_of_day" => Some(b"hour of day"),
+        "location_distance" => Some(b"distance from the usual location"),
+        "days_since_last_txn" => Some(b"days since the user's last transaction"),
+        "secs_since_prev" => Some(b"seconds since the user's previous transaction"),
+        _ => None,
+    };
+    if let Some(words) = words {
+        o.extend_from_slice(words);
+        return;
+    }
+    let window = name.split_once('_').and_then(|(stat, window)| {
+        let (_, words) = WINDOW_STATS.iter().find(|(s, _)| *s == stat)?;
+        ["1h", "24h", "7d"].contains(&window).then_some((words, window))
+    });
+    match window {
+        Some((words, window)) => {
+            o.extend_from_slice(words.as_bytes());
+            o.extend_from_slice(b" in the user's last ");
+            o.extend_from_slice(window.as_bytes());
+        }
+        None => write_str_body(o, name),
+    }
 }
 
 /// Writes the reason for model input `name` at `value` (its training mean is `mean`) as one
@@ -169,9 +206,19 @@ mod tests {
         assert_eq!(input_reason("secs_since_prev", -1.0, 9000.0), "first transaction of this user in 30 days");
         assert_eq!(
             input_reason("secs_since_prev", 12.0, 9000.0),
-            "secs_since_prev unusually low (12.0 vs mean 9000.0)"
+            "seconds since the user's previous transaction unusually low (12.0 vs mean 9000.0)"
         );
         assert_eq!(input_reason("v14", -7.24, 0.01), "v14 unusually low (-7.2 vs mean 0.0)");
+        assert_eq!(
+            input_reason("mean_1h", 297.14, 77.7),
+            "mean amount in the user's last 1h unusually high (297.1 vs mean 77.7)"
+        );
+        assert_eq!(
+            input_reason("cnt_7d", 0.0, 9.5),
+            "transactions in the user's last 7d unusually low (0.0 vs mean 9.5)"
+        );
+        assert_eq!(input_reason("hour_of_day", 4.0, 13.1), "hour of day unusually low (4.0 vs mean 13.1)");
+        assert_eq!(input_reason("mean_2h", 1.0, 0.0), "mean_2h unusually high (1.0 vs mean 0.0)");
         assert_eq!(input_reason("amount", 950.0, 77.72), "amount unusually high (950.0 vs mean 77.7)");
         assert_eq!(input_reason("odd\"name", 2.0, 1.0), "odd\"name unusually high (2.0 vs mean 1.0)");
     }

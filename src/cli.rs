@@ -243,6 +243,10 @@ pub struct EvalArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write a report (PR/ROC curves, score histogram, permutation importance as PNG,
+    /// and index.html with the metrics) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -8,6 +8,7 @@ mod error;
 mod http;
 mod import;
 mod progress;
+mod report;
 
 use std::io::IsTerminal;
 

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::explain::Explanations;
 use crate::features::WindowFeatures;
 
 /// A string stored in a batch's text arena.
@@ -117,7 +118,7 @@ impl EventBatch {
 }
 
 /// A scored event's identity and own inputs.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct ScoredRow {
     pub origin: Origin,
     pub event_id: TextRef,
@@ -144,6 +145,8 @@ pub struct ScoredBatch {
     pub inputs: Vec<f32>,
     /// Anomaly scores (filled by infer).
     pub scores: Vec<f32>,
+    /// Reasons from the model for the high-scoring rows (filled by infer).
+    pub explanations: Explanations,
     /// Wall time of the batch's forward pass.
     pub infer_ns: u64,
 }

@@ -1,5 +1,7 @@
 //! Decide: threshold, confidence and reasons, rendered as SPEC §3 decision records; blocked
 //! decisions are copied to the alerts output and dead letters are rendered alongside.
+//! Reasons are the model's own (infer explained the row, see `explain.rs`) for high scores
+//! and rule-based notes on the windowed features for the rest.
 //!
 //! `confidence` is the probability that the decision is right: the score for a block, one minus
 //! the score for an approve. Models trained by `vigil train` are calibrated on their validation
@@ -12,7 +14,7 @@ use crate::batch::{OutputChunk, ReplyLine, ScoredBatch, TextRef, HTTP_PARTITION}
 use crate::clock::now_ns;
 use crate::dead_letter::{write_dead_letter, DeadReason, SourceName};
 use crate::json_out::{write_f64, write_str};
-use crate::reasons::write_reasons;
+use crate::reasons::{write_reasons, LATE_EVENT};
 use crate::time::write_rfc3339_ms;
 
 /// How decisions are made and rendered.
@@ -60,7 +62,7 @@ impl DecisionPolicy {
             out.extend_from_slice(buf.format(self.confidence(score) as f32).as_bytes());
             out.extend_from_slice(if block { b",\"decision\":\"block\"" } else { b",\"decision\":\"approve\"" });
             out.extend_from_slice(b",\"reasons\":[");
-            write_reasons(out, &batch.windows[i], row.late);
+            write_decision_reasons(out, batch, i);
             out.extend_from_slice(b"],\"model_version\":");
             write_str(out, &self.model_version);
             out.extend_from_slice(b",\"inference_time_ms\":");
@@ -108,6 +110,25 @@ impl DecisionPolicy {
             chunk.counts.duplicates += u64::from(dead.error == "duplicate");
         }
         chunk
+    }
+}
+
+/// The model's reasons if the row was explained (plus "late event"), else the rule-based ones.
+fn write_decision_reasons(out: &mut Vec<u8>, batch: &ScoredBatch, i: usize) {
+    let late = batch.rows[i].late;
+    match batch.explanations.of(i) {
+        Some((reasons, count)) => {
+            out.extend_from_slice(reasons);
+            if late {
+                if count > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(LATE_EVENT);
+            }
+        }
+        None => {
+            write_reasons(out, &batch.windows[i], late);
+        }
     }
 }
 
@@ -191,5 +212,48 @@ mod tests {
         assert_eq!(chunk.counts.blocked, 1);
         assert_eq!(chunk.alerts.iter().filter(|&&b| b == b'\n').count(), 1);
         assert!(chunk.alerts.starts_with(b"{\"eventId\":\"e1\""));
+    }
+
+    #[test]
+    fn explained_rows_carry_the_model_reasons_and_others_the_rules() {
+        use crate::model::tests::model_from;
+        use crate::model::{Dense, InputSpec};
+        let spec = |name: &str| InputSpec { name: name.into(), fill: 0.0, mean: 0.0, std: 1.0 };
+        // z = v7 + location_new − 2: only v7 and location_new can be reasons.
+        let dense = vec![Dense { in_dim: 2, out_dim: 1, w: vec![1.0, 1.0], b: vec![-2.0] }];
+        let model = model_from(vec![spec("v7"), spec("location_new")], dense);
+        let mut batch = ScoredBatch::default();
+        for (id, v7, late) in [("high", 6.0f32, true), ("low", 0.5, false)] {
+            let event_id = TextRef::push(&mut batch.text, id);
+            let user_id = TextRef::push(&mut batch.text, "u1");
+            batch.rows.push(ScoredRow { event_id, user_id, late, ..ScoredRow::default() });
+            let mut w = [0.0; 20];
+            w[17] = 1.0;
+            batch.windows.push(w);
+            batch.inputs.extend([v7, 1.0]);
+        }
+        crate::infer::score(&model, &mut batch).unwrap();
+        let policy = DecisionPolicy {
+            threshold: 0.8,
+            model_version: "m".into(),
+            emit_features: None,
+            source: SourceName::Generator,
+        };
+        let chunk = policy.render(&batch);
+        let lines: Vec<serde_json::Value> = chunk
+            .decisions
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        // z = 5: v7 contributes 6, location_new 1.
+        assert_eq!(lines[0]["decision"], "block");
+        assert_eq!(
+            lines[0]["reasons"],
+            serde_json::json!(["v7 unusually high (6.0 vs mean 0.0)", "new location", "late event"])
+        );
+        // z = −0.5: approved, not explained; the rules see the new location.
+        assert_eq!(lines[1]["decision"], "approve");
+        assert_eq!(lines[1]["reasons"], serde_json::json!(["new location"]));
     }
 }

@@ -58,6 +58,28 @@ pub fn evaluate(scores: &[f32], labels: &[u8], threshold: f64) -> Evaluation {
     }
 }
 
+/// Positives (`tp`) and negatives (`fp`) scoring at or above one cut-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutOff {
+    pub tp: u64,
+    pub fp: u64,
+}
+
+/// The counts at every cut-off between tie groups, highest score first, starting with
+/// "nothing predicted positive" `(0, 0)` and ending with everything: the points of the PR and
+/// ROC curves, under the same tie and NaN rules as [`evaluate`].
+pub fn cut_offs(scores: &[f32], labels: &[u8]) -> Vec<CutOff> {
+    let n = scores.len().min(labels.len());
+    let mut points = vec![CutOff { tp: 0, fp: 0 }];
+    let mut at = CutOff { tp: 0, fp: 0 };
+    for g in tie_groups(&scores[..n], &labels[..n]) {
+        at.tp += g.tp;
+        at.fp += g.fp;
+        points.push(at);
+    }
+    points
+}
+
 /// Positives (`tp`) and negatives (`fp`) sharing one score value.
 #[derive(Debug, Clone, Copy)]
 struct Group {
@@ -277,5 +299,12 @@ mod tests {
                 prop_assert!(e.pr_auc > 0.0 && e.pr_auc <= 1.0 + 1e-12);
             }
         }
+    }
+
+    #[test]
+    fn cut_offs_step_through_tie_groups() {
+        let points = cut_offs(&[0.9, 0.5, 0.5, 0.1, f32::NAN], &[1, 0, 1, 0, 1]);
+        let pairs: Vec<(u64, u64)> = points.iter().map(|c| (c.tp, c.fp)).collect();
+        assert_eq!(pairs, [(0, 0), (1, 0), (2, 1), (2, 2), (3, 2)]);
     }
 }

@@ -1,4 +1,5 @@
-//! Inference: one batched candle forward pass per scored batch (one per worker per epoch).
+//! Inference: one batched candle forward pass per scored batch (one per worker per epoch),
+//! then the model's reasons for the rows above the model's block threshold (`explain.rs`).
 //!
 //! The model is loaded once per worker; candle runs on the worker's own thread (the binary
 //! pins candle to one thread per worker, since extra threads fight the workers for cores).
@@ -8,15 +9,17 @@ use timely::dataflow::Stream;
 
 use crate::batch::ScoredBatch;
 use crate::clock::now_ns;
+use crate::explain::explain;
 use crate::model::Model;
 
-/// Scores one batch whose inputs are filled, timing the forward pass.
+/// Scores one batch whose inputs are filled and explains its high scores, timing both.
 pub fn score(model: &Model, batch: &mut ScoredBatch) -> Result<(), crate::model::ModelError> {
     let start = now_ns();
     batch.scores.clear();
     if !batch.rows.is_empty() {
         model.score_batch(&batch.inputs, &mut batch.scores)?;
     }
+    explain(model, batch, model.metadata().threshold)?;
     batch.infer_ns = now_ns() - start;
     Ok(())
 }

@@ -4,6 +4,13 @@
 /// Appends `s` as a JSON string literal (quotes and escapes included).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    write_str_body(out, s);
+    out.push(b'"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string literal (no quotes), for strings
+/// assembled from several pieces.
+pub fn write_str_body(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut plain_from = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -27,7 +34,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         plain_from = i + 1;
     }
     out.extend_from_slice(&bytes[plain_from..]);
-    out.push(b'"');
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod evaluation;
 pub mod event;
 pub mod exact_sum;
+pub mod explain;
 pub mod features;
 pub mod file_sink;
 pub mod file_source;

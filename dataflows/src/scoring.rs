@@ -167,7 +167,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
                 None => None,
             };
             let events = source.stream.probe_with(&http_cfg.main).concat(http_source(scope, parser, http_cfg));
-            let mut decided = events.window_state(window).enrich(layout).infer(model).decide(policy);
+            let mut decided = events.window_state(window).enrich(layout).infer(model, threshold).decide(policy);
             if let Some(metrics) = &telemetry.metrics {
                 decided = decided.observe(ChunkRecorder::new(Arc::clone(metrics), job.input.kind()));
             }

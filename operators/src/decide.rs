@@ -232,7 +232,7 @@ mod tests {
             batch.windows.push(w);
             batch.inputs.extend([v7, 1.0]);
         }
-        crate::infer::score(&model, &mut batch).unwrap();
+        crate::infer::score(&model, &mut batch, model.metadata().threshold).unwrap();
         let policy = DecisionPolicy {
             threshold: 0.8,
             model_version: "m".into(),

@@ -107,7 +107,7 @@ fn time_stages(data: &[u8], model: &Model, layout: &InputLayout) -> anyhow::Resu
         lap(1, batch[0].events.len(), started);
         let started = Instant::now();
         layout.fill(&mut scored);
-        score(model, &mut scored)?;
+        score(model, &mut scored, model.metadata().threshold)?;
         lap(2, scored.rows.len(), started);
         let started = Instant::now();
         let chunk = policy.render(&scored);

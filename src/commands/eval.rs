@@ -40,7 +40,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let d = model.width();
     for batch in &mut extracted.batches {
         layout.fill(batch);
-        score(&model, batch)?;
+        score(&model, batch, f64::INFINITY)?;
     }
     for (batch, r) in extracted.rows() {
         if batch.rows[r].label >= 0 {

@@ -186,3 +186,102 @@ fn broker_restart_while_the_job_runs_loses_nothing() {
     });
     println!("decisions delivered twice across the broker restart: {duplicates}");
 }
+
+/// Compares two decision records of one event: decision, score, reasons and every feature.
+fn assert_same_decision(expected: &Value, got: &Value) {
+    let id = &expected["eventId"];
+    assert_eq!(expected["decision"], got["decision"], "decision of {id}");
+    assert_eq!(expected["reasons"], got["reasons"], "reasons of {id}");
+    let score = |v: &Value| v["anomaly_score"].as_f64().unwrap();
+    assert!((score(expected) - score(got)).abs() <= 1e-6, "score of {id}: {expected} vs {got}");
+    for (name, value) in expected["features"].as_object().unwrap() {
+        match (value.as_f64(), got["features"][name].as_f64()) {
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{name} of {id}: {x} vs {y}"),
+            _ => assert_eq!(value, &got["features"][name], "{name} of {id}"),
+        }
+    }
+}
+
+/// The decisions of one uninterrupted file run over the records' lines, by eventId.
+fn uninterrupted_decisions(records: &Records) -> BTreeMap<String, Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let mut text = Vec::new();
+    for (_, line) in records {
+        text.extend_from_slice(line);
+        text.push(b'\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let status = vigil()
+        .args(["run", "--source", &format!("file:{}", input.display()), "--emit-features"])
+        .args(["--out-dir", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    support::read_jsonl(&out.join("decisions.jsonl"))
+        .into_iter()
+        .map(|d| (d["eventId"].as_str().unwrap().to_owned(), d))
+        .collect()
+}
+
+/// Complete checkpoints in `dir`, oldest first.
+fn complete_checkpoints(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<_> = entries.map(|e| e.unwrap().path()).filter(|p| p.join("MANIFEST").exists()).collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn kill_9_three_times_with_checkpoints_loses_nothing_and_restores_state_exactly() {
+    let broker = Broker::start(PARTITIONS as u32, Storage::Memory);
+    let (records, valid_ids) = valid_input(60_000, 24);
+    let checkpoints = tempfile::tempdir().unwrap();
+    let start = |workers: &str| {
+        vigil()
+            .args(["run", "--source", "kafka", "--sink", "kafka", "--brokers", &broker.brokers(), "--emit-features"])
+            .args(["--workers", workers, "--checkpoint-dir", checkpoints.path().to_str().unwrap()])
+            .args(["--checkpoint-interval", "200ms"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut reader = OutputReader::new(&broker);
+    let producer_failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(|| {
+            let produced = std::panic::catch_unwind(AssertUnwindSafe(|| broker.produce(&records, Some(8_000.0))));
+            producer_failed.store(produced.is_err(), Ordering::SeqCst);
+        });
+        let mut job = start("2");
+        let mut seen_checkpoint = None;
+        // SIGKILL at three moments of the stream, each after a new checkpoint completed.
+        for (round, fraction) in [0.2, 0.45, 0.7].into_iter().enumerate() {
+            reader.read_until(LIMIT, |o| {
+                assert!(!producer_failed.load(Ordering::SeqCst), "the test's producer failed");
+                let newest = complete_checkpoints(checkpoints.path()).pop();
+                unique_decisions(o) as f64 >= valid_ids.len() as f64 * fraction
+                    && newest.is_some()
+                    && newest != seen_checkpoint
+            });
+            job.kill().unwrap();
+            job.wait().unwrap();
+            seen_checkpoint = complete_checkpoints(checkpoints.path()).pop();
+            job = start(if round % 2 == 0 { "1" } else { "2" });
+        }
+        reader.read_until(LIMIT, |o| unique_decisions(o) >= valid_ids.len());
+        producer.join().unwrap();
+        stop_job(job);
+    });
+    reader.read_to_end();
+    let decisions = reader.outputs.topic(DECISIONS);
+    let decided: BTreeSet<String> = event_ids(decisions).into_iter().collect();
+    assert_eq!(decided, valid_ids, "an event was lost or invented");
+    let expected = uninterrupted_decisions(&records);
+    for decision in decisions {
+        assert_same_decision(&expected[decision["eventId"].as_str().unwrap()], decision);
+    }
+    println!("decisions delivered more than once across three SIGKILLs: {}", decisions.len() - valid_ids.len());
+}

@@ -150,4 +150,79 @@ mod tests {
         let err = flags_from_file(&path, "run").unwrap_err();
         assert!(err.0.contains("kafka_option: expected an array of strings"), "{}", err.0);
     }
+
+    /// Fuzzing the loader within CI time: any file text becomes flags or a message naming the
+    /// file, and whatever flags a file yields, clap accepts or rejects them without a panic.
+    mod hostile {
+        use clap::Parser;
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::cli::Cli;
+
+        const KEYS: [&str; 10] = [
+            "workers",
+            "threshold",
+            "lateness",
+            "checkpoint_interval",
+            "checkpoint_dir",
+            "block_len",
+            "rate",
+            "emit_features",
+            "kafka_option",
+            "no_such_flag",
+        ];
+
+        fn toml_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|x| format!("{x:?}")),
+                Just("nan".to_owned()),
+                Just("-inf".to_owned()),
+                any::<bool>().prop_map(|b| b.to_string()),
+                "[ -~]{0,20}".prop_map(|s| format!("{s:?}")),
+                Just("[1, \"a\"]".to_owned()),
+                Just("{ a = 1 }".to_owned()),
+                Just("2026-01-01T00:00:00Z".to_owned()),
+            ]
+        }
+
+        fn load(text: &[u8]) -> Result<Vec<String>, UsageError> {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("hostile.toml");
+            std::fs::write(&path, text).unwrap();
+            flags_from_file(&path, "run")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_are_flags_or_a_message_naming_the_file(
+                text in proptest::collection::vec(any::<u8>(), 0..200)
+            ) {
+                if let Err(e) = load(&text) {
+                    prop_assert!(e.0.contains("hostile.toml"), "{}", e.0);
+                }
+            }
+
+            #[test]
+            fn hostile_values_of_real_keys_never_panic_the_command_line(
+                entries in proptest::collection::vec((proptest::sample::select(KEYS.to_vec()), toml_value()), 0..6)
+            ) {
+                let mut text = String::from("[run]\n");
+                let mut seen = std::collections::BTreeSet::new();
+                for (key, value) in entries.into_iter().filter(|(k, _)| seen.insert(*k)) {
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+                match load(text.as_bytes()) {
+                    Ok(flags) => {
+                        let args = ["vigil".to_owned(), "run".to_owned()].into_iter().chain(flags);
+                        let _ = Cli::try_parse_from(args);
+                    }
+                    Err(e) => prop_assert!(e.0.contains("hostile.toml"), "{}", e.0),
+                }
+            }
+        }
+    }
 }

@@ -67,6 +67,10 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
+/// Largest accepted |amount|: far beyond any payment, and small enough that window sums and
+/// sums of squares of millions of amounts stay finite (a larger one is a bad event).
+pub const MAX_AMOUNT: f64 = 1e15;
+
 /// Event time in either SPEC form: RFC 3339 string or integer epoch milliseconds.
 struct EventTime(i64);
 
@@ -295,6 +299,9 @@ fn validate(
     let timestamp_ms = fields.timestamp.ok_or("missing timestamp")?;
     if !fields.has_features || fields.own[0].is_nan() {
         return Err("missing features.amount".to_owned());
+    }
+    if fields.own[0].abs() > MAX_AMOUNT {
+        return Err("features.amount: magnitude above 1e15".to_owned());
     }
     let hour_of_day = fields.own[1];
     let hour = if hour_of_day.is_nan() {

@@ -136,11 +136,13 @@ pub fn assemble(prior: &PriorView, event: &EventView) -> WindowFeatures {
     out[AMOUNT_RATIO] = if week.count == 0 {
         1.0
     } else {
-        let mean = week.sum.value() / week.count as f64;
-        if mean == 0.0 {
-            f64::NAN
+        // Missing when the mean is 0 (SPEC §2), and likewise when it is so close to 0 that the
+        // ratio overflows: an infinite input would turn the model's score into NaN.
+        let ratio = amount / (week.sum.value() / week.count as f64);
+        if ratio.is_finite() {
+            ratio
         } else {
-            amount / mean
+            f64::NAN
         }
     };
     out[LOCATION_NEW] = if event.location_distance.is_nan() {

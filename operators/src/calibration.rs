@@ -35,7 +35,9 @@ pub struct ThresholdChoice {
 
 /// Platt's method: fits `P(fraud | z) = σ(a·z + b)` by Newton's method on the log-loss, with
 /// Platt's smoothed targets `(P+1)/(P+2)` and `1/(N+2)` so a separable validation set does not
-/// drive `a` to infinity. Returns `(a, b)`; `(1, 0)` (no change) without both classes.
+/// drive `a` to infinity, and a backtracking line search so a step never increases the loss
+/// (a full Newton step from `(1, 0)` overshoots when the logits are large, and then diverges).
+/// Returns `(a, b)`; `(1, 0)` (no change) without both classes.
 pub fn fit_platt(logits: &[f32], labels: &[u8]) -> (f64, f64) {
     let positives = labels.iter().filter(|&&l| l != 0).count() as f64;
     let negatives = labels.len() as f64 - positives;
@@ -44,17 +46,30 @@ pub fn fit_platt(logits: &[f32], labels: &[u8]) -> (f64, f64) {
     }
     let hi = (positives + 1.0) / (positives + 2.0);
     let lo = 1.0 / (negatives + 2.0);
+    let target = |l: u8| if l != 0 { hi } else { lo };
+    // Mean log-loss against the smoothed targets: softplus(x) − t·x for x = a·z + b.
+    let loss = |a: f64, b: f64| {
+        let total: f64 = logits
+            .iter()
+            .zip(labels)
+            .map(|(&z, &l)| {
+                let x = a * f64::from(z) + b;
+                x.max(0.0) + (-x.abs()).exp().ln_1p() - target(l) * x
+            })
+            .sum();
+        total / logits.len() as f64
+    };
     let (mut a, mut b) = (1.0f64, 0.0f64);
+    let mut current = loss(a, b);
     for _ in 0..100 {
-        // Gradient and Hessian of the mean log-loss in (a, b).
+        // Gradient and Hessian of the log-loss in (a, b).
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for (&z, &l) in logits.iter().zip(labels) {
             let z = f64::from(z);
             let p = sigmoid(a * z + b);
-            let t = if l != 0 { hi } else { lo };
             let w = (p * (1.0 - p)).max(1e-12);
-            ga += (p - t) * z;
-            gb += p - t;
+            ga += (p - target(l)) * z;
+            gb += p - target(l);
             haa += w * z * z;
             hab += w * z;
             hbb += w;
@@ -67,9 +82,22 @@ pub fn fit_platt(logits: &[f32], labels: &[u8]) -> (f64, f64) {
         }
         let da = (hbb * ga - hab * gb) / det;
         let db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if da.abs() < 1e-10 && db.abs() < 1e-10 {
+        let mut step = 1.0;
+        let next = loop {
+            let candidate = loss(a - step * da, b - step * db);
+            if candidate <= current || step < 1e-10 {
+                break candidate;
+            }
+            step /= 2.0;
+        };
+        if next > current {
+            break;
+        }
+        a -= step * da;
+        b -= step * db;
+        let improvement = current - next;
+        current = next;
+        if improvement < 1e-15 {
             break;
         }
     }
@@ -165,6 +193,32 @@ pub fn choose_threshold(policy: ThresholdPolicy, scores: &[f32], labels: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Large, almost separable logits (as a class-weighted MLP gives): the fit must converge
+    /// to the smoothed targets instead of diverging, so calibrated scores neither saturate to
+    /// ties at 1.0 nor lose the ranking.
+    #[test]
+    fn platt_converges_on_large_nearly_separable_logits() {
+        let mut logits = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..2_000 {
+            let jitter = (i % 17) as f32 * 0.3;
+            logits.push(-25.0 + jitter);
+            labels.push(0);
+            if i % 20 == 0 {
+                logits.push(18.0 + jitter);
+                labels.push(1);
+            }
+        }
+        logits.push(19.0);
+        labels.push(0);
+        let (a, b) = fit_platt(&logits, &labels);
+        assert!(a > 0.0 && a < 5.0 && b.abs() < 50.0, "a = {a}, b = {b}");
+        let top = sigmoid(a * 23.0 + b);
+        assert!(top > 0.9 && (top as f32) < 1.0, "the highest positive maps to {top}");
+        let bottom = sigmoid(a * -25.0 + b);
+        assert!(bottom < 0.01, "{bottom}");
+    }
 
     #[test]
     fn thresholds_by_hand() {

@@ -131,6 +131,10 @@ pub struct RunArgs {
     /// Complete checkpoints kept in --checkpoint-dir (default 3).
     #[arg(long)]
     pub checkpoint_keep: Option<usize>,
+    /// `at-least-once` (default) or `exactly-once` (Kafka source and sink, --checkpoint-dir, one
+    /// process: each checkpoint's output and input offsets are one Kafka transaction).
+    #[arg(long)]
+    pub delivery: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]

@@ -13,7 +13,7 @@ use operators::file_source::{LineReader, SharedFile};
 use operators::generator::GeneratorConfig;
 use operators::generator_source::GeneratorReader;
 use operators::kafka_client::{partitions_of_worker, KafkaSettings};
-use operators::kafka_source::{kafka_source, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
+use operators::kafka_source::{kafka_source, CommitPolicy, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
 use operators::offsets::{OffsetLedger, PartitionOffsets};
 use operators::source::{block_source, SourceConfig};
 use timely::dataflow::{Scope, Stream};
@@ -42,8 +42,8 @@ pub struct KafkaInput {
     /// Where to start reading, from a restored checkpoint (other partitions start at the
     /// group's committed offsets).
     pub restored: PartitionOffsets,
-    /// Commit offsets as output is delivered; `false` with checkpoints, which commit their own.
-    pub commit_delivered: bool,
+    /// When offsets are committed to the group.
+    pub commit: CommitPolicy,
 }
 
 /// A worker's source: its stream, the committer of its Kafka offsets, and its position.
@@ -132,8 +132,7 @@ impl JobInput {
                     first_epoch: cfg.start_block,
                 };
                 let stream = kafka_source(scope, Rc::clone(&consumer), Rc::clone(&ledger), parser, source_cfg);
-                let committer =
-                    OffsetCommitter::new(consumer, Rc::clone(&ledger), COMMIT_INTERVAL, kafka.commit_delivered);
+                let committer = OffsetCommitter::new(consumer, Rc::clone(&ledger), COMMIT_INTERVAL, kafka.commit);
                 let position: SourcePosition = Rc::new(move |epoch| ledger.borrow().next_through(epoch));
                 return Ok(WorkerSource { stream, committer: Some(committer), position });
             }

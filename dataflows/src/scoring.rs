@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use operators::checkpoint::CheckpointStore;
 use operators::checkpointing::{worker_checkpoints, CheckpointConfig, SourceBarriers};
 use operators::decide::{DecideExt, DecisionPolicy};
 use operators::enrich::{EnrichExt, InputLayout};
@@ -14,7 +15,9 @@ use operators::file_sink::{DiscardSink, OutputFiles, RunStats, SinkExt};
 use operators::http_reply::ReplyExt;
 use operators::http_source::{http_source, DetectChannel, HttpSourceConfig};
 use operators::infer::InferExt;
-use operators::kafka_sink::{KafkaProducer, KafkaSinkExt};
+use operators::kafka_sink::{KafkaProducer, KafkaSinkExt, TransactionGate};
+use operators::kafka_source::{ConsumerGroupMetadata, OffsetCommitter};
+
 use operators::metrics::Metrics;
 use operators::model::{Model, ModelError};
 use operators::observe::{ChunkRecorder, ObserveExt};
@@ -91,6 +94,38 @@ pub enum JobError {
     UnknownInputs { path: String, names: String },
     #[error("the timely runtime failed: {0}")]
     Runtime(String),
+}
+
+/// Exactly-once: commits a transaction for every completed checkpoint, in order (worker 0).
+struct TransactionCommitter {
+    gate: Arc<TransactionGate>,
+    store: CheckpointStore,
+    producer: Arc<KafkaProducer>,
+    group: ConsumerGroupMetadata,
+}
+
+impl TransactionCommitter {
+    fn new(cfg: &CheckpointConfig, producer: Arc<KafkaProducer>, consumer: &OffsetCommitter) -> Result<Self, String> {
+        let gate = cfg.transactions.clone().ok_or("exactly-once needs a transaction gate")?;
+        let group = consumer.group_metadata().ok_or("exactly-once needs the consumer group's metadata")?;
+        Ok(TransactionCommitter { gate, store: cfg.store.clone(), producer, group })
+    }
+
+    /// Commits the transactions of the pending checkpoints whose manifests are written. The
+    /// manifest comes first: a crash between the two leaves the newest checkpoint ahead of the
+    /// group's committed offsets, and a restore then takes the checkpoint that matches them.
+    fn commit_completed(&mut self) -> Result<(), String> {
+        while let Some((epoch, offsets)) = self.gate.oldest() {
+            if !self.store.manifest_path(epoch).exists() {
+                break;
+            }
+            self.producer
+                .commit_checkpoint(epoch, &offsets, &self.group)
+                .map_err(|e| format!("committing the transaction of checkpoint {epoch}: {e}"))?;
+            tracing::info!(target: "vigil::checkpoint", epoch, "transaction committed");
+        }
+        Ok(())
+    }
 }
 
 /// Loads the model and resolves its inputs, as the job will on each worker.
@@ -185,8 +220,17 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
         let (mut committer, mut completer) = (committer, completer);
         let park = (committer.is_some() || completer.is_some()).then_some(WORKER_PARK);
         let mut lag_updated = Instant::now();
+        let mut transactions = match (&job.checkpoints, &job.output, &committer) {
+            (Some(cfg), Output::Kafka(producer), Some(c)) if index == 0 && cfg.transactions.is_some() => {
+                Some(TransactionCommitter::new(cfg, Arc::clone(producer), c)?)
+            }
+            _ => None,
+        };
         while worker.step_or_park(park) {
             let checkpointed = completer.as_mut().and_then(|c| c.tick(&probe));
+            if let Some(transactions) = transactions.as_mut() {
+                transactions.commit_completed()?;
+            }
             if let Some(committer) = committer.as_mut() {
                 if let Some(offsets) = &checkpointed {
                     committer.commit(offsets);
@@ -200,6 +244,9 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
         }
         if let Some(completer) = completer.as_mut() {
             completer.finish(&probe);
+        }
+        if let Some(transactions) = transactions.as_mut() {
+            transactions.commit_completed()?;
         }
         if let Some(committer) = committer.as_mut() {
             committer.finish().map_err(|e| format!("committing the final Kafka offsets: {e}"))?;

@@ -185,12 +185,25 @@ impl CheckpointStore {
     /// The newest complete checkpoint whose every part is intact. Damaged ones are skipped
     /// with a warning naming what is wrong; `None` when there is none (a fresh start).
     pub fn latest_valid(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        self.latest_valid_where(|_| true)
+    }
+
+    /// Like [`Self::latest_valid`], among the checkpoints `usable` accepts (exactly-once: the
+    /// one whose offsets the consumer group committed in the last transaction).
+    pub fn latest_valid_where(
+        &self,
+        usable: impl Fn(&Checkpoint) -> bool,
+    ) -> Result<Option<Checkpoint>, CheckpointError> {
         for (epoch, complete) in self.listed()? {
             if !complete {
                 continue;
             }
             match Checkpoint::open(self.checkpoint_dir(epoch)) {
-                Ok(checkpoint) => return Ok(Some(checkpoint)),
+                Ok(checkpoint) if usable(&checkpoint) => return Ok(Some(checkpoint)),
+                Ok(_) => tracing::info!(
+                    target: "vigil::checkpoint",
+                    "skipping checkpoint {epoch}: its transaction was not committed"
+                ),
                 Err(e) => tracing::warn!(
                     target: "vigil::checkpoint",
                     "skipping checkpoint {epoch}, it is damaged ({e}); trying the previous one"

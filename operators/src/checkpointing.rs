@@ -25,6 +25,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use crate::batch::Marker;
 use crate::checkpoint::{CheckpointStore, Manifest, Part, RestoredState, MANIFEST_FORMAT};
 use crate::hashing::KEY_GROUPS;
+use crate::kafka_sink::TransactionGate;
 use crate::offsets::PartitionOffsets;
 
 /// Job-wide checkpoint settings.
@@ -38,6 +39,8 @@ pub struct CheckpointConfig {
     pub input: String,
     /// Records per epoch of block sources, recorded in manifests.
     pub block_len: usize,
+    /// Exactly-once mode: the process's transaction gate, told of every checkpoint.
+    pub transactions: Option<Arc<TransactionGate>>,
 }
 
 /// When worker 0's source is due to send the next checkpoint barrier.
@@ -108,6 +111,7 @@ pub struct WorkerCheckpoints {
     source_position: SourcePosition,
     queued: Rc<RefCell<VecDeque<QueuedPart>>>,
     writer: mpsc::Sender<Part>,
+    transactions: Option<Arc<TransactionGate>>,
 }
 
 impl WorkerCheckpoints {
@@ -119,6 +123,9 @@ impl WorkerCheckpoints {
         let offsets = (self.source_position)(epoch);
         let part = build(offsets.clone());
         let snapshot_time = started.elapsed();
+        if let Some(gate) = &self.transactions {
+            gate.checkpointed(epoch, &offsets);
+        }
         if self.writer.send(part).is_ok() {
             self.queued.borrow_mut().push_back(QueuedPart {
                 epoch,
@@ -184,6 +191,7 @@ pub fn worker_checkpoints(
         source_position,
         queued: Rc::clone(&queued),
         writer: sender.clone(),
+        transactions: cfg.transactions.clone(),
     };
     let completer = CheckpointCompleter {
         cfg: cfg.clone(),
@@ -238,6 +246,13 @@ impl CheckpointCompleter {
         let missing = (0..self.peers).filter(|&w| !self.cfg.store.part_path(part.epoch, w).exists()).count();
         if missing > 0 {
             if part.passed_at.is_some_and(|at| at.elapsed() > PART_WAIT) {
+                // Exactly-once output waits for this checkpoint's transaction, so without it the
+                // job cannot go on; a restart resumes from the last committed transaction.
+                assert!(
+                    self.cfg.transactions.is_none(),
+                    "exactly-once: checkpoint {} cannot complete ({missing} parts missing after {PART_WAIT:?})",
+                    part.epoch
+                );
                 tracing::error!(
                     target: "vigil::checkpoint",
                     "checkpoint {} abandoned: {missing} of {} parts missing after {PART_WAIT:?}",

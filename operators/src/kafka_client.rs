@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::offsets::PartitionOffsets;
 
 /// How often the same client error is logged again while it persists.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -214,6 +217,25 @@ fn partition_counts(consumer: &BaseConsumer<LoggingContext>, topics: &[&str]) ->
             }
         })
         .collect()
+}
+
+/// The consumer group's committed next offset of every partition of `topic` that has one.
+pub fn committed_offsets(settings: &KafkaSettings, topic: &str, partitions: usize) -> KafkaResult<PartitionOffsets> {
+    let consumer: BaseConsumer<LoggingContext> =
+        settings.client_config(&[("group.id", &settings.group)]).create_with_context(LoggingContext::default())?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p as i32);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(30))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(next) => Some((e.partition(), next)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The partitions of a topic with `partition_count` partitions that global worker `worker` of

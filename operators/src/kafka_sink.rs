@@ -22,8 +22,10 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
@@ -31,6 +33,7 @@ use timely::dataflow::Stream;
 use crate::batch::{OutputChunk, TextRef};
 use crate::file_sink::RunStats;
 use crate::kafka_client::{KafkaSettings, LoggingContext};
+use crate::offsets::PartitionOffsets;
 
 /// How often a sink with messages in flight looks for acknowledgements.
 const ACK_POLL: Duration = Duration::from_millis(1);
@@ -123,29 +126,133 @@ struct Cursor {
     row: usize,
 }
 
+/// Checkpoints whose output is produced in the open transaction but not yet committed, with
+/// their input offsets (merged over the process's workers): exactly-once mode.
+///
+/// A sink sends output of an epoch only up to the oldest pending checkpoint's epoch, so one
+/// transaction holds exactly the output of the epochs up to its checkpoint; later output waits
+/// until that transaction is committed.
+#[derive(Debug, Default)]
+pub struct TransactionGate {
+    pending: Mutex<BTreeMap<u64, PartitionOffsets>>,
+}
+
+impl TransactionGate {
+    /// Notes a worker's part of the checkpoint of `epoch` and its offsets through it.
+    pub fn checkpointed(&self, epoch: u64, offsets: &PartitionOffsets) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let merged = pending.entry(epoch).or_default();
+        for (&partition, &next) in offsets {
+            let entry = merged.entry(partition).or_insert(next);
+            *entry = (*entry).max(next);
+        }
+    }
+
+    /// Whether output of `epoch` may be produced now.
+    fn open_for(&self, epoch: u64) -> bool {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).first_key_value().is_none_or(|(&e, _)| epoch <= e)
+    }
+
+    /// The oldest pending checkpoint, if any.
+    pub fn oldest(&self) -> Option<(u64, PartitionOffsets)> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).first_key_value().map(|(&e, o)| (e, o.clone()))
+    }
+
+    fn committed(&self, epoch: u64) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).retain(|&e, _| e > epoch);
+    }
+}
+
+/// The exactly-once side of a producer: its transactions and the gate its sinks obey.
+struct Transactions {
+    gate: Arc<TransactionGate>,
+    input_topic: String,
+}
+
+/// How long transactional calls may wait for the broker.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The process's producer of decisions, alerts and dead letters, shared by its workers' sinks.
 pub struct KafkaProducer {
     producer: ThreadedProducer<DeliveryContext>,
     deliveries: Arc<Deliveries>,
     topics: OutputTopics,
+    transactions: Option<Transactions>,
 }
 
 impl KafkaProducer {
     /// Creates the idempotent, keyed, compressed producer of `topics`.
     pub fn connect(settings: &KafkaSettings, topics: OutputTopics) -> Result<Arc<Self>, KafkaError> {
+        Ok(Arc::new(Self::create(settings, topics, &[])?))
+    }
+
+    fn create(settings: &KafkaSettings, topics: OutputTopics, extra: &[(&str, &str)]) -> KafkaResult<Self> {
         let deliveries = Arc::new(Deliveries::default());
         let context = DeliveryContext { logging: LoggingContext::default(), deliveries: Arc::clone(&deliveries) };
-        let producer = settings
-            .client_config(&[
-                ("enable.idempotence", "true"),
-                ("compression.type", "lz4"),
-                ("linger.ms", "5"),
-                ("message.timeout.ms", "0"),
-                ("queue.buffering.max.messages", "1000000"),
-                ("queue.buffering.max.kbytes", "1048576"),
-            ])
-            .create_with_context(context)?;
-        Ok(Arc::new(KafkaProducer { producer, deliveries, topics }))
+        let mut role = vec![
+            ("enable.idempotence", "true"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "0"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("queue.buffering.max.kbytes", "1048576"),
+        ];
+        role.extend_from_slice(extra);
+        let producer = settings.client_config(&role).create_with_context(context)?;
+        Ok(KafkaProducer { producer, deliveries, topics, transactions: None })
+    }
+
+    /// Creates a transactional producer (exactly-once): `transactional_id` must be the same
+    /// across restarts of this process, so the new producer fences the crashed one and aborts
+    /// its open transaction. Output of one checkpoint interval is one transaction, committed
+    /// together with the checkpoint's input offsets of `input_topic`.
+    pub fn connect_transactional(
+        settings: &KafkaSettings,
+        topics: OutputTopics,
+        transactional_id: &str,
+        input_topic: &str,
+    ) -> KafkaResult<(Arc<Self>, Arc<TransactionGate>)> {
+        // librdkafka requires a finite delivery timeout for transactions.
+        let timeout_ms = TRANSACTION_TIMEOUT.as_millis().to_string();
+        let mut producer = Self::create(
+            settings,
+            topics,
+            &[("transactional.id", transactional_id), ("message.timeout.ms", &timeout_ms)],
+        )?;
+        producer.producer.init_transactions(TRANSACTION_TIMEOUT)?;
+        producer.producer.begin_transaction()?;
+        let gate = Arc::new(TransactionGate::default());
+        producer.transactions = Some(Transactions { gate: Arc::clone(&gate), input_topic: input_topic.to_owned() });
+        Ok((Arc::new(producer), gate))
+    }
+
+    /// Exactly-once: commits the open transaction — the output of every epoch up to the
+    /// checkpoint of `epoch` — together with the checkpoint's input offsets for `group`, then
+    /// opens the next one and lets the sinks go on.
+    pub fn commit_checkpoint(
+        &self,
+        epoch: u64,
+        offsets: &PartitionOffsets,
+        group: &ConsumerGroupMetadata,
+    ) -> KafkaResult<()> {
+        let Some(transactions) = &self.transactions else { return Ok(()) };
+        self.producer.flush(TRANSACTION_TIMEOUT)?;
+        let mut list = TopicPartitionList::new();
+        for (&partition, &next) in offsets {
+            list.add_partition_offset(&transactions.input_topic, partition, Offset::Offset(next))?;
+        }
+        if list.count() > 0 {
+            self.producer.send_offsets_to_transaction(&list, group, TRANSACTION_TIMEOUT)?;
+        }
+        self.producer.commit_transaction(TRANSACTION_TIMEOUT)?;
+        self.producer.begin_transaction()?;
+        transactions.gate.committed(epoch);
+        Ok(())
+    }
+
+    /// Whether a sink may produce output of `epoch` now (always, outside exactly-once mode).
+    fn open_for(&self, epoch: u64) -> bool {
+        self.transactions.as_ref().is_none_or(|t| t.gate.open_for(epoch))
     }
 
     /// Sends the rest of `chunk` from `cursor`; false when the producer queue filled up first.
@@ -245,7 +352,7 @@ impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
                         }
                     });
                     while let Some((epoch, chunk)) = backlog.front() {
-                        if !producer.send_chunk(worker, *epoch, chunk, &mut cursor) {
+                        if !producer.open_for(*epoch) || !producer.send_chunk(worker, *epoch, chunk, &mut cursor) {
                             break;
                         }
                         backlog.pop_front();
@@ -258,7 +365,7 @@ impl<'s> KafkaSinkExt<'s> for Stream<'s, u64, Vec<OutputChunk>> {
                             || oldest_backlog.is_some_and(|b| b <= *epoch)
                             || producer.in_flight(worker, *epoch)
                     });
-                    if !held.is_empty() {
+                    if !held.is_empty() || !backlog.is_empty() {
                         activator.activate_after(ACK_POLL);
                     } else if frontier.is_empty() && !merged {
                         merged = true;

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Re-exported for the job's transaction committer.
+pub use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -108,6 +110,18 @@ impl PartitionConsumer {
     }
 }
 
+/// When a worker commits its partitions' offsets to the consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitPolicy {
+    /// On the interval, what has been delivered (at-least-once without checkpoints).
+    Delivered,
+    /// The offsets of completed checkpoints ([`OffsetCommitter::commit`]), and at a clean stop
+    /// what has been delivered.
+    Checkpoints,
+    /// Never by the consumer: the offsets go into the producer's transactions (exactly-once).
+    Transactions,
+}
+
 /// How often a worker logs its Kafka progress (committed messages, consumer lag).
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -116,9 +130,7 @@ const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
 pub struct OffsetCommitter {
     consumer: Rc<PartitionConsumer>,
     ledger: Rc<RefCell<OffsetLedger>>,
-    /// Commit delivered offsets on the interval (at-least-once without checkpoints); with
-    /// checkpoints only completed checkpoints' offsets are committed, through [`Self::commit`].
-    commit_delivered: bool,
+    policy: CommitPolicy,
     interval: Duration,
     last: Instant,
     last_log: Instant,
@@ -130,14 +142,22 @@ impl OffsetCommitter {
         consumer: Rc<PartitionConsumer>,
         ledger: Rc<RefCell<OffsetLedger>>,
         interval: Duration,
-        commit_delivered: bool,
+        policy: CommitPolicy,
     ) -> Self {
         let now = Instant::now();
-        OffsetCommitter { consumer, ledger, commit_delivered, interval, last: now, last_log: now, logged_committed: -1 }
+        OffsetCommitter { consumer, ledger, policy, interval, last: now, last_log: now, logged_committed: -1 }
+    }
+
+    /// The consumer group's metadata, which a transaction commits input offsets for.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.consumer.consumer.group_metadata()
     }
 
     /// Commits a completed checkpoint's offsets of this worker's partitions.
     pub fn commit(&mut self, offsets: &PartitionOffsets) {
+        if self.policy != CommitPolicy::Checkpoints {
+            return;
+        }
         let mut ledger = self.ledger.borrow_mut();
         match self.consumer.commit(offsets, CommitMode::Async) {
             Ok(()) => ledger.committed(offsets),
@@ -174,7 +194,7 @@ impl OffsetCommitter {
         let committed = {
             let mut ledger = self.ledger.borrow_mut();
             ledger.complete(|epoch| probe.less_equal(&epoch));
-            if let Some(offsets) = ledger.to_commit().filter(|_| self.commit_delivered) {
+            if let Some(offsets) = ledger.to_commit().filter(|_| self.policy == CommitPolicy::Delivered) {
                 match self.consumer.commit(&offsets, CommitMode::Async) {
                     Ok(()) => ledger.committed(&offsets),
                     Err(e) => tracing::warn!(target: "vigil::kafka", "offset commit failed, will retry: {e}"),
@@ -194,7 +214,7 @@ impl OffsetCommitter {
     pub fn finish(&mut self) -> KafkaResult<()> {
         let mut ledger = self.ledger.borrow_mut();
         ledger.complete(|_| false);
-        match ledger.to_commit() {
+        match ledger.to_commit().filter(|_| self.policy != CommitPolicy::Transactions) {
             Some(offsets) => {
                 self.consumer.commit(&offsets, CommitMode::Sync)?;
                 ledger.committed(&offsets);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use operators::batch::EventBatch;
 use operators::event::{EventParser, ExtraFeatures};
 use operators::kafka_client::{partitions_of_worker, KafkaSettings};
-use operators::kafka_source::{kafka_source, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
+use operators::kafka_source::{kafka_source, CommitPolicy, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
 use operators::offsets::OffsetLedger;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -129,7 +129,7 @@ fn run(
                 )
                 .probe_with(&probe);
         });
-        let mut committer = OffsetCommitter::new(consumer, ledger, Duration::ZERO, true);
+        let mut committer = OffsetCommitter::new(consumer, ledger, Duration::ZERO, CommitPolicy::Delivered);
         let deadline = Instant::now() + Duration::from_secs(60);
         while worker.step_or_park(Some(Duration::from_millis(5))) {
             committer.tick(&probe);

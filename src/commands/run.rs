@@ -11,8 +11,9 @@ use operators::checkpoint::CheckpointStore;
 use operators::checkpointing::CheckpointConfig;
 use operators::file_sink::OutputFiles;
 use operators::http_source::DetectChannel;
-use operators::kafka_client::{wait_for_topics, KafkaSettings, TopicError};
+use operators::kafka_client::{committed_offsets, wait_for_topics, KafkaSettings, TopicError};
 use operators::kafka_sink::{KafkaProducer, OutputTopics};
+use operators::kafka_source::CommitPolicy;
 use operators::metrics::Metrics;
 use operators::user_state::StateRules;
 
@@ -92,7 +93,11 @@ fn job_input(args: &RunArgs, kafka: &KafkaPlan, partitions: Option<usize>) -> an
             partitions: partitions.expect("the input topic was checked"),
             stop_at_end: args.kafka.stop_at_end,
             restored: Default::default(),
-            commit_delivered: args.checkpoint_dir.is_none(),
+            commit: match (&args.checkpoint_dir, exactly_once(args)?) {
+                (None, _) => CommitPolicy::Delivered,
+                (Some(_), false) => CommitPolicy::Checkpoints,
+                (Some(_), true) => CommitPolicy::Transactions,
+            },
         }));
     }
     if let Some(path) = source.strip_prefix("file:") {
@@ -158,6 +163,27 @@ fn log_interval(text: Option<&str>) -> Result<std::time::Duration, UsageError> {
     Ok(std::time::Duration::from_millis(ms as u64))
 }
 
+/// `--delivery`: whether the job runs exactly-once, checked against the flags it needs.
+fn exactly_once(args: &RunArgs) -> Result<bool, UsageError> {
+    match args.delivery.as_deref() {
+        None | Some("at-least-once") => Ok(false),
+        Some("exactly-once") => {
+            let kafka_both = args.source.as_deref() == Some("kafka") && args.sink.as_deref() == Some("kafka");
+            if !kafka_both {
+                return Err(UsageError("--delivery exactly-once: needs --source kafka --sink kafka".into()));
+            }
+            if args.checkpoint_dir.is_none() {
+                return Err(UsageError("--delivery exactly-once: needs --checkpoint-dir".into()));
+            }
+            if args.cluster.processes.unwrap_or(1) > 1 {
+                return Err(UsageError("--delivery exactly-once: runs in one process (use --workers)".into()));
+            }
+            Ok(true)
+        }
+        Some(other) => Err(UsageError(format!("--delivery: `{other}` is not one of at-least-once, exactly-once"))),
+    }
+}
+
 /// Default `--checkpoint-interval` and `--checkpoint-keep`.
 const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 10_000;
 const DEFAULT_CHECKPOINT_KEEP: usize = 3;
@@ -183,7 +209,17 @@ fn checkpoints(args: &RunArgs, input: &mut JobInput, tuning: &mut Tuning) -> any
         return Err(UsageError("--checkpoint-keep: must be at least 1".into()).into());
     }
     let store = CheckpointStore::open(dir, keep).map_err(|e| UsageError(format!("--checkpoint-dir: {e}")))?;
-    let restore = match store.latest_valid().context("reading --checkpoint-dir")? {
+    let newest = match input {
+        // Exactly-once: the checkpoint whose transaction committed is the one whose offsets the
+        // group holds; a newer one lost its transaction in a crash and must not be used.
+        JobInput::Kafka(kafka) if exactly_once(args)? => {
+            let committed = committed_offsets(&kafka.settings, &kafka.topic, kafka.partitions)
+                .context("reading the consumer group's committed offsets")?;
+            store.latest_valid_where(|c| c.source_offsets() == committed)
+        }
+        _ => store.latest_valid(),
+    };
+    let restore = match newest.context("reading --checkpoint-dir")? {
         None => None,
         Some(checkpoint) => {
             let m = &checkpoint.manifest;
@@ -217,6 +253,7 @@ fn checkpoints(args: &RunArgs, input: &mut JobInput, tuning: &mut Tuning) -> any
         restore,
         input: input.describe(),
         block_len: tuning.block_len,
+        transactions: None,
     }))
 }
 
@@ -252,6 +289,7 @@ fn progress_watcher(input: &JobInput, telemetry: &Telemetry) -> Option<(Arc<Atom
 /// Runs the job and prints its summary.
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let kafka = KafkaPlan::from_args(&args.kafka)?;
+    exactly_once(&args)?;
     let read_kafka = args.source.as_deref() == Some("kafka");
     let write_kafka = match args.sink.as_deref() {
         None | Some("files") => false,
@@ -269,9 +307,18 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let stop = stop_flag()?;
     let partitions = kafka.check_topics(read_kafka, write_kafka, &stop)?;
     let mut input = job_input(&args, &kafka, partitions)?;
-    let checkpoints = checkpoints(&args, &mut input, &mut tuning)?;
+    let mut checkpoints = checkpoints(&args, &mut input, &mut tuning)?;
     let restored = checkpoints.as_ref().is_some_and(|c| c.restore.is_some());
-    let (output, files) = if write_kafka {
+    let (output, files) = if write_kafka && exactly_once(&args)? {
+        let id = format!("vigil-{}-{}", kafka.settings.group, kafka.input_topic);
+        let (producer, gate) =
+            KafkaProducer::connect_transactional(&kafka.settings, kafka.outputs.clone(), &id, &kafka.input_topic)
+                .context("starting the transactional Kafka producer")?;
+        if let Some(cfg) = checkpoints.as_mut() {
+            cfg.transactions = Some(gate);
+        }
+        (Output::Kafka(producer), None)
+    } else if write_kafka {
         let producer = KafkaProducer::connect(&kafka.settings, kafka.outputs.clone())
             .map_err(|e| UsageError(format!("Kafka producer settings: {e}")))?;
         (Output::Kafka(producer), None)

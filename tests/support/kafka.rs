@@ -79,38 +79,8 @@ impl Broker {
     /// Produces `records` (key, payload) to the input topic, at most `rate` per second when
     /// given, and waits for the acknowledgements.
     pub fn produce(&self, records: &Records, rate: Option<f64>) {
-        let start = Instant::now();
-        let producer: ThreadedProducer<_> = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("message.max.bytes", "8388608")
-            .set("message.timeout.ms", "0")
-            .create()
-            .unwrap();
-        for (i, (key, payload)) in records.iter().enumerate() {
-            if let Some(rate) = rate.filter(|_| i % 1000 == 0) {
-                let due = Duration::from_secs_f64(i as f64 / rate);
-                std::thread::sleep(due.saturating_sub(start.elapsed()));
-            }
-            let mut record = BaseRecord::<[u8], [u8]>::to(INPUT).payload(payload);
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        assert!(e.to_string().contains("Queue full"), "produce failed: {e}");
-                        record = back;
-                        producer.poll(Duration::from_millis(5));
-                    }
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(300)).expect("the broker acknowledged every input message");
+        produce(&self.brokers(), records, rate);
     }
-
     /// The committed next offset of `group` for each partition of the input topic (None: none).
     pub fn committed(&self, group: &str, partitions: i32) -> Vec<Option<i64>> {
         let consumer: BaseConsumer =
@@ -139,6 +109,41 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.command(&["stop"]).output();
     }
+}
+
+/// Produces `records` (key, payload) to the input topic of `brokers`, at most `rate` per second
+/// when given, and waits for the acknowledgements.
+pub fn produce(brokers: &str, records: &Records, rate: Option<f64>) {
+    let start = Instant::now();
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "8388608")
+        .set("message.timeout.ms", "0")
+        .create()
+        .unwrap();
+    for (i, (key, payload)) in records.iter().enumerate() {
+        if let Some(rate) = rate.filter(|_| i % 1000 == 0) {
+            let due = Duration::from_secs_f64(i as f64 / rate);
+            std::thread::sleep(due.saturating_sub(start.elapsed()));
+        }
+        let mut record = BaseRecord::<[u8], [u8]>::to(INPUT).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    assert!(e.to_string().contains("Queue full"), "produce failed: {e}");
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("the broker acknowledged every input message");
 }
 
 /// Everything read so far from vigil's output topics, by topic, as parsed JSON.
@@ -170,8 +175,14 @@ pub struct OutputReader {
 
 impl OutputReader {
     pub fn new(broker: &Broker) -> OutputReader {
+        OutputReader::connect(&broker.brokers(), "read_uncommitted")
+    }
+
+    /// A reader of the output topics of `brokers` with the given `isolation.level`.
+    pub fn connect(brokers: &str, isolation: &str) -> OutputReader {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker.brokers())
+            .set("bootstrap.servers", brokers)
+            .set("isolation.level", isolation)
             .set("group.id", "independent-checker")
             .set("enable.auto.commit", "false")
             .set("fetch.message.max.bytes", "8388608")
@@ -233,5 +244,63 @@ impl OutputReader {
         let value: Value = serde_json::from_slice(message.payload().unwrap_or_default())
             .unwrap_or_else(|e| panic!("{} carries a non-JSON record: {e}", message.topic()));
         self.outputs.add(message.topic(), value);
+    }
+}
+
+/// A noida-db broker (Kafka protocol with transactions, for the exactly-once tests) on a free
+/// loopback port with its own data directory and the SPEC §4 topics; killed on drop.
+pub struct TransactionalBroker {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TransactionalBroker {
+    pub fn start(partitions: i32) -> TransactionalBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("noida-db")
+            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("noida-db is installed (scripts/test.sh installs it)");
+        let broker = TransactionalBroker { port, child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "noida-db did not listen on {port} within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker.create_topics(partitions);
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn create_topics(&self, partitions: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", self.brokers()).create().unwrap();
+        let topics: Vec<NewTopic> = [INPUT, DECISIONS, ALERTS, DLQ]
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)).set("max.message.bytes", "8388608"))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime.block_on(admin.create_topics(&topics, &AdminOptions::new())).unwrap();
+        for result in results {
+            result.unwrap_or_else(|(topic, e)| panic!("creating {topic} on noida-db: {e}"));
+        }
+    }
+}
+
+impl Drop for TransactionalBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

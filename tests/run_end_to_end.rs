@@ -239,3 +239,39 @@ fn rate_paces_the_source() {
     assert_eq!(read_jsonl(&out.join("decisions.jsonl")).len(), 10_000);
     assert_eq!(vigil().args(["run", "--rate", "0"]).output().unwrap().status.code(), Some(2));
 }
+
+/// Bounded state: with a million distinct users (two events each) the summary's state size,
+/// less the 32 bytes of each retained event, stays under 1 KiB per user, and the test prints it.
+#[test]
+fn state_memory_per_user_with_a_million_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("users.jsonl");
+    let mut text = String::with_capacity(200_000_000);
+    for i in 0..2_000_000u64 {
+        let user = i % 1_000_000;
+        let ms = 1_767_225_600_000 + i * 1_000;
+        let amount = 10 + i % 90;
+        text.push_str(&format!(
+            "{{\"eventId\":\"e{i}\",\"userId\":\"u{user}\",\"timestamp\":{ms},\"features\":{{\"amount\":{amount}}}}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let output = vigil()
+        .args(["run", "--source", &format!("file:{}", input.display()), "--workers", "2"])
+        .args(["--out-dir", dir.path().join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let summary = String::from_utf8_lossy(&output.stdout);
+    let line = summary.lines().find(|l| l.trim_start().starts_with("state")).expect("a state line");
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let (users, retained, mib) = (numbers[0], numbers[1], numbers[2]);
+    assert_eq!((users, retained), (1_000_000.0, 2_000_000.0), "{line}");
+    let per_user = (mib * 1_048_576.0 - 32.0 * retained) / users;
+    println!("{users} users, {retained} retained events: {per_user:.0} B per user beyond the event buffer");
+    assert!(per_user > 0.0 && per_user < 1024.0, "{per_user:.0} B per user: {line}");
+}

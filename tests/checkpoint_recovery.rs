@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{bad_lines, generate, read_jsonl, vigil};
+use support::{assert_same_decision, bad_lines, generate, read_jsonl, vigil};
 
 mod support;
 
@@ -76,24 +76,6 @@ fn dead_letters(dir: &Path) -> std::collections::BTreeSet<(String, String)> {
         .flat_map(|p| read_jsonl(p))
         .map(|d| (d["raw"].as_str().unwrap().to_owned(), d["error"].as_str().unwrap().to_owned()))
         .collect()
-}
-
-fn assert_same_decision(expected: &Value, got: &Value, what: &str) {
-    let id = &expected["eventId"];
-    assert_eq!(expected["decision"], got["decision"], "{what}: decision of {id}");
-    assert_eq!(expected["reasons"], got["reasons"], "{what}: reasons of {id}");
-    let score = |v: &Value| v["anomaly_score"].as_f64().unwrap();
-    assert!((score(expected) - score(got)).abs() <= 1e-6, "{what}: score of {id}: {expected} vs {got}");
-    let (a, b) = (expected["features"].as_object().unwrap(), got["features"].as_object().unwrap());
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}: feature names of {id}");
-    for (name, value) in a {
-        match (value.as_f64(), b[name].as_f64()) {
-            (Some(x), Some(y)) => {
-                assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{what}: {name} of {id}: {x} vs {y}")
-            }
-            _ => assert_eq!(value, &b[name], "{what}: {name} of {id}"),
-        }
-    }
 }
 
 /// Lines in `dir`'s decision files (complete lines only).

@@ -102,12 +102,7 @@ fn killed_twice_a_read_committed_consumer_sees_every_decision_exactly_once() {
     }
     assert_eq!(dead, expected_dead, "each malformed message has exactly one dead letter");
 
-    let blocked: BTreeSet<String> = outputs
-        .topic(DECISIONS)
-        .iter()
-        .filter(|d| d["decision"] == "block")
-        .map(|d| d["eventId"].as_str().unwrap().to_owned())
-        .collect();
+    let blocked = outputs.blocked();
     let alerts = counts(outputs.topic(ALERTS), "eventId");
     assert!(!blocked.is_empty());
     assert_eq!(alerts.keys().cloned().collect::<BTreeSet<_>>(), blocked);

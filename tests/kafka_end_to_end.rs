@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::kafka::{Broker, OutputReader, Outputs, Records, Storage, ALERTS, DECISIONS, DLQ};
-use support::{bad_lines, generate_keyed, vigil};
+use support::{assert_same_decision, bad_lines, generate_keyed, vigil};
 
 mod support;
 
@@ -111,12 +111,7 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
         let source = letter["source"].as_str().unwrap();
         assert!(source.starts_with("anomaly-events/"), "dead letter source `{source}` is not TOPIC/PARTITION/OFFSET");
     }
-    let blocked: BTreeSet<String> = outputs
-        .topic(DECISIONS)
-        .iter()
-        .filter(|d| d["decision"] == "block")
-        .map(|d| d["eventId"].as_str().unwrap().to_owned())
-        .collect();
+    let blocked = outputs.blocked();
     let alerted = event_ids(outputs.topic(ALERTS));
     assert!(!blocked.is_empty());
     assert_eq!(alerted.len(), blocked.len(), "alerts are not one per block decision");
@@ -185,21 +180,6 @@ fn broker_restart_while_the_job_runs_loses_nothing() {
         job
     });
     println!("decisions delivered twice across the broker restart: {duplicates}");
-}
-
-/// Compares two decision records of one event: decision, score, reasons and every feature.
-fn assert_same_decision(expected: &Value, got: &Value) {
-    let id = &expected["eventId"];
-    assert_eq!(expected["decision"], got["decision"], "decision of {id}");
-    assert_eq!(expected["reasons"], got["reasons"], "reasons of {id}");
-    let score = |v: &Value| v["anomaly_score"].as_f64().unwrap();
-    assert!((score(expected) - score(got)).abs() <= 1e-6, "score of {id}: {expected} vs {got}");
-    for (name, value) in expected["features"].as_object().unwrap() {
-        match (value.as_f64(), got["features"][name].as_f64()) {
-            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{name} of {id}: {x} vs {y}"),
-            _ => assert_eq!(value, &got["features"][name], "{name} of {id}"),
-        }
-    }
 }
 
 /// The decisions of one uninterrupted file run over the records' lines, by eventId.
@@ -281,7 +261,7 @@ fn kill_9_three_times_with_checkpoints_loses_nothing_and_restores_state_exactly(
     assert_eq!(decided, valid_ids, "an event was lost or invented");
     let expected = uninterrupted_decisions(&records);
     for decision in decisions {
-        assert_same_decision(&expected[decision["eventId"].as_str().unwrap()], decision);
+        assert_same_decision(&expected[decision["eventId"].as_str().unwrap()], decision, "after SIGKILLs");
     }
     println!("decisions delivered more than once across three SIGKILLs: {}", decisions.len() - valid_ids.len());
 }

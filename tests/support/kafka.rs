@@ -159,6 +159,15 @@ impl Outputs {
         self.by_topic.get(topic).map_or(&[], Vec::as_slice)
     }
 
+    /// EventIds of the block decisions.
+    pub fn blocked(&self) -> BTreeSet<String> {
+        self.topic(DECISIONS)
+            .iter()
+            .filter(|d| d["decision"] == "block")
+            .map(|d| d["eventId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     fn add(&mut self, topic: &str, value: Value) {
         if topic == DECISIONS {
             self.decided.insert(value["eventId"].as_str().expect("decisions carry an eventId").to_owned());

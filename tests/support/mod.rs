@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use operators::generator::{Generator, GeneratorConfig};
+use serde_json::Value;
 
 /// `vigil` built by this test run, started in the repository root.
 pub fn vigil() -> Command {
@@ -70,4 +71,24 @@ pub fn generate_keyed(events: u64, users: u32, seed: u64) -> Vec<(Vec<u8>, Vec<u
         records.push((key.clone(), std::mem::take(&mut line)));
     }
     records
+}
+
+/// Two decision records of one event agree: decision, reasons, score (1e-6) and every feature
+/// (relative 1e-6) — what a restored job must reproduce for replayed events.
+pub fn assert_same_decision(expected: &Value, got: &Value, what: &str) {
+    let id = &expected["eventId"];
+    assert_eq!(expected["decision"], got["decision"], "{what}: decision of {id}");
+    assert_eq!(expected["reasons"], got["reasons"], "{what}: reasons of {id}");
+    let score = |v: &Value| v["anomaly_score"].as_f64().unwrap();
+    assert!((score(expected) - score(got)).abs() <= 1e-6, "{what}: score of {id}: {expected} vs {got}");
+    let (a, b) = (expected["features"].as_object().unwrap(), got["features"].as_object().unwrap());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}: feature names of {id}");
+    for (name, value) in a {
+        match (value.as_f64(), b[name].as_f64()) {
+            (Some(x), Some(y)) => {
+                assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{what}: {name} of {id}: {x} vs {y}")
+            }
+            _ => assert_eq!(value, &b[name], "{what}: {name} of {id}"),
+        }
+    }
 }

@@ -160,6 +160,16 @@ impl<'s> DecideExt<'s> for Stream<'s, u64, Vec<ScoredBatch>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decision records of a rendered chunk.
+    fn decision_lines(chunk: &OutputChunk) -> Vec<serde_json::Value> {
+        chunk
+            .decisions
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
     use crate::batch::{Origin, ScoredRow, TextRef};
 
     #[test]
@@ -191,12 +201,7 @@ mod tests {
             source: SourceName::Generator,
         };
         let chunk = policy.render(&batch);
-        let lines: Vec<serde_json::Value> = chunk
-            .decisions
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
+        let lines = decision_lines(&chunk);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["eventId"], "e1");
         assert_eq!(lines[0]["userId"], "u\"1");
@@ -240,12 +245,7 @@ mod tests {
             source: SourceName::Generator,
         };
         let chunk = policy.render(&batch);
-        let lines: Vec<serde_json::Value> = chunk
-            .decisions
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
+        let lines = decision_lines(&chunk);
         // z = 5: v7 contributes 6, location_new 1.
         assert_eq!(lines[0]["decision"], "block");
         assert_eq!(

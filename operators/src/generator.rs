@@ -115,6 +115,18 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// Every line of `cfg` without its newline (tests and small tools; the job streams instead).
+    pub fn lines(cfg: GeneratorConfig) -> Vec<Vec<u8>> {
+        let mut generator = Generator::new(cfg);
+        let mut lines = Vec::new();
+        let mut line = Vec::new();
+        while generator.next_line(&mut line) {
+            line.pop();
+            lines.push(std::mem::take(&mut line));
+        }
+        lines
+    }
+
     /// Builds the user profiles and the activity sampler (O(users)); no I/O, cannot fail.
     pub fn new(cfg: GeneratorConfig) -> Self {
         let n_users = cfg.users.max(1);

@@ -383,13 +383,7 @@ mod tests {
     #[test]
     fn a_snapshot_restored_onto_any_worker_count_continues_exactly() {
         let cfg = GeneratorConfig { events: 20_000, users: 700, seed: 5, ..GeneratorConfig::default() };
-        let mut generator = Generator::new(cfg);
-        let mut lines = Vec::new();
-        let mut line = Vec::new();
-        while generator.next_line(&mut line) {
-            line.pop();
-            lines.push(std::mem::take(&mut line));
-        }
+        let lines = Generator::lines(cfg);
         let (first, second) = lines.split_at(10_000);
 
         let mut uninterrupted = KeyedState::new(WindowConfig::default());

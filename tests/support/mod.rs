@@ -24,15 +24,7 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 
 /// The generator's events as lines without the newline.
 pub fn generate(events: u64, users: u32, seed: u64) -> Vec<Vec<u8>> {
-    let cfg = GeneratorConfig { events, users, seed, ..GeneratorConfig::default() };
-    let mut generator = Generator::new(cfg);
-    let mut lines = Vec::new();
-    let mut line = Vec::new();
-    while generator.next_line(&mut line) {
-        line.pop();
-        lines.push(std::mem::take(&mut line));
-    }
-    lines
+    Generator::lines(GeneratorConfig { events, users, seed, ..GeneratorConfig::default() })
 }
 
 /// Every malformed kind of SPEC §1, each with the words its dead letter must contain.

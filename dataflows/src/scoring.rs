@@ -17,7 +17,6 @@ use operators::http_source::{http_source, DetectChannel, HttpSourceConfig};
 use operators::infer::InferExt;
 use operators::kafka_sink::{KafkaProducer, KafkaSinkExt, TransactionGate};
 use operators::kafka_source::{ConsumerGroupMetadata, OffsetCommitter};
-
 use operators::metrics::Metrics;
 use operators::model::{Model, ModelError};
 use operators::observe::{ChunkRecorder, ObserveExt};

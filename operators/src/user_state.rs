@@ -82,6 +82,11 @@ impl SuffixMax {
         while self.candidates.back().is_some_and(|&(_, v)| v <= value) {
             self.candidates.pop_back();
         }
+        // Most users keep one or two candidates: grow by half from nothing rather than to
+        // VecDeque's first allocation of four.
+        if self.candidates.len() == self.candidates.capacity() {
+            self.candidates.reserve_exact(self.candidates.len() / 2 + 1);
+        }
         self.candidates.push_back((index, value));
         self.candidates.len()
     }
@@ -363,10 +368,11 @@ impl UserState {
     }
 
     /// Grows a full buffer by a quarter instead of doubling it: still amortised O(1) per
-    /// event, but unused capacity averages ~10 % of the buffer instead of ~25 %.
+    /// event, but unused capacity averages ~10 % of the buffer instead of ~25 %; a new user's
+    /// buffer starts at one event (most users of a large population have only a few).
     fn grow_gently(&mut self) {
         if self.events.len() == self.events.capacity() {
-            self.events.reserve_exact(self.events.len() / 4 + 4);
+            self.events.reserve_exact(self.events.len() / 4 + 1);
         }
     }
 

@@ -45,6 +45,25 @@ fn run_command(input: &Path, out: &Path) -> Command {
     command
 }
 
+/// Starts a paced, checkpointing job (`--checkpoint-interval 100ms`) with its log in `stderr`.
+fn spawn_checkpointing(
+    input: &Path,
+    out: &Path,
+    checkpoints: &Path,
+    workers: usize,
+    rate: u32,
+    stderr: Stdio,
+) -> Child {
+    run_command(input, out)
+        .args(["--workers", &workers.to_string(), "--rate", &rate.to_string()])
+        .args(["--checkpoint-dir", checkpoints.to_str().unwrap(), "--checkpoint-interval", "100ms"])
+        .env("RUST_LOG", "vigil::checkpoint=info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// Decisions by eventId over every `decisions*.jsonl` in `dir`, checking that repeated
 /// decisions of one event (replayed after a restore) agree.
 fn decisions_by_event(dir: &Path) -> BTreeMap<String, Value> {
@@ -151,14 +170,8 @@ fn killed_three_times_the_job_loses_nothing_and_restores_its_state_exactly() {
     // Kill points spread over the stream; worker counts change between runs (rescaling).
     for (round, (fraction, workers)) in [(0.2, 1), (0.45, 2), (0.7, 1)].into_iter().enumerate() {
         let log_path = dir.path().join(format!("run-{round}.log"));
-        let mut child = run_command(&input, &out)
-            .args(["--workers", &workers.to_string(), "--rate", "40000"])
-            .args(["--checkpoint-dir", checkpoints.to_str().unwrap(), "--checkpoint-interval", "100ms"])
-            .env("RUST_LOG", "vigil::checkpoint=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
+        let log_file = std::fs::File::create(&log_path).unwrap();
+        let mut child = spawn_checkpointing(&input, &out, &checkpoints, workers, 40_000, log_file.into());
         let killed =
             kill_when(&mut child, &out, (total as f64 * fraction) as usize, &checkpoints, last_checkpoint.as_ref());
         assert!(killed, "round {round}: the job finished before it could be killed");
@@ -188,13 +201,7 @@ fn a_checkpoint_of_one_worker_restores_onto_two_processes() {
     let dir = tempfile::tempdir().unwrap();
     let input = input_file(dir.path(), 30_000);
     let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
-    let mut child = run_command(&input, &out)
-        .args(["--workers", "1", "--rate", "30000"])
-        .args(["--checkpoint-dir", checkpoints.to_str().unwrap(), "--checkpoint-interval", "100ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_checkpointing(&input, &out, &checkpoints, 1, 30_000, Stdio::null());
     assert!(kill_when(&mut child, &out, 10_000, &checkpoints, None), "the job finished before it could be killed");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let output = Command::new("bash")

@@ -2,8 +2,7 @@
 //! log line every few seconds (so CI logs stay readable).
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,14 +58,30 @@ impl Progress {
 /// How often a watcher reads its counter.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
-/// Reports `count()` on its own thread until `done` is set, for work whose progress is a
-/// shared counter (e.g. a metric) rather than a loop in this thread.
-pub fn watch(progress: Progress, count: impl Fn() -> u64 + Send + 'static, done: Arc<AtomicBool>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        while !done.load(Ordering::Relaxed) {
+/// A thread reporting a shared counter (e.g. a metric) for work whose progress is not a loop
+/// in the calling thread. Stopping wakes it at once, so the work's end is never delayed by
+/// the reporting interval.
+pub struct Watcher {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Starts reporting `count()` every [`WATCH_EVERY`] until [`Watcher::finish`].
+pub fn watch(progress: Progress, count: impl Fn() -> u64 + Send + 'static) -> Watcher {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(WATCH_EVERY) {
             progress.set(count());
-            std::thread::sleep(WATCH_EVERY);
         }
         progress.finish(count());
-    })
+    });
+    Watcher { stop, thread }
+}
+
+impl Watcher {
+    /// Reports the final count and ends the thread.
+    pub fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }

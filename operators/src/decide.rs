@@ -42,6 +42,10 @@ impl DecisionPolicy {
         let per_event_ms =
             if batch.rows.is_empty() { 0.0 } else { batch.infer_ns as f64 / 1e6 / batch.rows.len() as f64 };
         let now = now_ns();
+        let mut inference_ms = Vec::with_capacity(24);
+        write_f64(&mut inference_ms, per_event_ms);
+        // Rows of one source block share their ingest time, hence their latency text.
+        let mut latency = (u64::MAX, Vec::with_capacity(24));
         for (i, row) in batch.rows.iter().enumerate() {
             let start = chunk.decisions.len();
             let score = f64::from(batch.scores[i]);
@@ -66,9 +70,14 @@ impl DecisionPolicy {
             out.extend_from_slice(b"],\"model_version\":");
             write_str(out, &self.model_version);
             out.extend_from_slice(b",\"inference_time_ms\":");
-            write_f64(out, per_event_ms);
+            out.extend_from_slice(&inference_ms);
             out.extend_from_slice(b",\"latency_ms\":");
-            write_f64(out, latency_ns as f64 / 1e6);
+            if latency.0 != latency_ns {
+                latency.1.clear();
+                write_f64(&mut latency.1, latency_ns as f64 / 1e6);
+                latency.0 = latency_ns;
+            }
+            out.extend_from_slice(&latency.1);
             if let Some(names) = &self.emit_features {
                 write_features(out, names, &batch.inputs[i * names.len()..(i + 1) * names.len()]);
             }

@@ -73,7 +73,7 @@ impl OutputFiles {
         let open = |p: &Path| -> std::io::Result<Mutex<BufWriter<File>>> {
             let file = match append {
                 true => open_after_last_line(p)?,
-                false => File::create(p)?,
+                false => create_fresh(p)?,
             };
             Ok(Mutex::new(BufWriter::with_capacity(1 << 20, file)))
         };
@@ -107,6 +107,17 @@ impl OutputFiles {
         }
         Ok(())
     }
+}
+
+/// Creates `path` as a new file, removing an old one first instead of truncating it: ext4
+/// flushes a truncated-then-rewritten file synchronously when it is closed (`auto_da_alloc`),
+/// which cost ~120 ms per 300 MB of decisions at the end of every rerun into the same directory.
+fn create_fresh(path: &Path) -> std::io::Result<File> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Opens `path` for appending (creating it), first truncating any partial last line.

@@ -86,6 +86,7 @@ pub fn block_source<'s, R: BlockReader>(
         let mut barriers = cfg.barriers.clone();
         let start = Instant::now();
         let paced_from = next_block;
+        let mut sizes = BatchSizes::default();
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             if cfg.stop.load(Ordering::Relaxed) {
@@ -111,13 +112,8 @@ pub fn block_source<'s, R: BlockReader>(
                     return;
                 }
                 let ingest_ns = now_ns();
-                let mut batches: Vec<EventBatch> = if mine {
-                    (0..peers)
-                        .map(|dest| EventBatch { dest: dest as u32, ingest_ns, ..EventBatch::default() })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let mut batches: Vec<EventBatch> =
+                    if mine { (0..peers).map(|dest| sizes.batch(dest, ingest_ns)).collect() } else { Vec::new() };
                 let read = reader.next_block(cfg.block_len, mine, &mut |bytes, position| {
                     let origin = Origin { partition: cfg.partition, position };
                     parser.parse_into(bytes, origin, &mut batches, index);
@@ -130,6 +126,7 @@ pub fn block_source<'s, R: BlockReader>(
                     return;
                 }
                 if mine {
+                    sizes.remember(&batches);
                     cap.downgrade(&next_block);
                     let mut session = output.session(&*cap);
                     for batch in batches.into_iter().filter(|b| !b.events.is_empty() || !b.dead.is_empty()) {
@@ -144,4 +141,30 @@ pub fn block_source<'s, R: BlockReader>(
             activator.activate();
         }
     })
+}
+
+/// Sizes of the batches of the previous block, per destination worker: a new block's batches
+/// reserve them up front, since consecutive blocks are alike, instead of growing (and copying)
+/// their buffers several times per block.
+#[derive(Default)]
+struct BatchSizes {
+    previous: Vec<(usize, usize, usize)>,
+}
+
+impl BatchSizes {
+    fn batch(&self, dest: usize, ingest_ns: u64) -> EventBatch {
+        let (text, events, extras) = self.previous.get(dest).copied().unwrap_or_default();
+        EventBatch {
+            dest: dest as u32,
+            ingest_ns,
+            text: String::with_capacity(text + text / 8),
+            events: Vec::with_capacity(events + events / 8),
+            extras: Vec::with_capacity(extras + extras / 8),
+            ..EventBatch::default()
+        }
+    }
+
+    fn remember(&mut self, batches: &[EventBatch]) {
+        self.previous = batches.iter().map(|b| (b.text.len(), b.events.len(), b.extras.len())).collect();
+    }
 }

@@ -174,16 +174,19 @@ pub fn write_rfc3339_ms(ms: i64, out: &mut Vec<u8>) {
         ((in_day / 1000 % 60) as u32, 2, b'.'),
         ((in_day % 1000) as u32, 3, b'Z'),
     ];
+    // Formatted on the stack and appended once: this runs for every decision record.
+    let mut text = [0u8; 24];
+    let mut at = 0;
     for (value, width, sep) in fields {
-        let mut buf = [b'0'; 4];
         let mut v = value;
-        for slot in buf[..width].iter_mut().rev() {
+        for slot in text[at..at + width].iter_mut().rev() {
             *slot = b'0' + (v % 10) as u8;
             v /= 10;
         }
-        out.extend_from_slice(&buf[..width]);
-        out.push(sep);
+        text[at + width] = sep;
+        at += width + 1;
     }
+    out.extend_from_slice(&text);
 }
 
 #[cfg(test)]

@@ -88,12 +88,16 @@ impl KeyedState {
 
     /// Applies one epoch's batches and returns its scored events and dead letters.
     pub fn process_epoch(&mut self, batches: &mut [EventBatch]) -> ScoredBatch {
-        let mut order: Vec<(Origin, u32, u32)> = Vec::new();
+        let mut order: Vec<(Origin, u32, u32)> = Vec::with_capacity(batches.iter().map(|b| b.events.len()).sum());
         let mut out = ScoredBatch::default();
+        let mut text_len = 0;
         for (b, batch) in batches.iter_mut().enumerate() {
             out.dead.append(&mut batch.dead);
             order.extend(batch.events.iter().enumerate().map(|(i, e)| (e.origin, b as u32, i as u32)));
+            text_len += batch.events.iter().map(|e| (e.event_id.len + e.user_id.len) as usize).sum::<usize>();
         }
+        out.text.reserve(text_len);
+        out.extras.reserve(order.len() * self.cfg.extra_count);
         if !order.is_sorted_by_key(|&(origin, _, _)| origin) {
             order.sort_unstable_by_key(|&(origin, _, _)| origin);
         }
@@ -106,9 +110,14 @@ impl KeyedState {
                 }
             }
             if let Some(&(_, b, i)) = order.get(k + PREFETCH_BUFFER_AHEAD) {
-                if let Some(Some(state)) =
-                    self.users.get(&batches[b as usize].events[i as usize].user_key).map(|s| s.as_ref())
-                {
+                let batch = &batches[b as usize];
+                let event = &batch.events[i as usize];
+                // The event's ids, copied out below; written by the parser an epoch ago, so
+                // usually no longer cached.
+                if let Some(first) = batch.text.as_bytes().get(event.event_id.start as usize) {
+                    prefetch(first);
+                }
+                if let Some(Some(state)) = self.users.get(&event.user_key).map(|s| s.as_ref()) {
                     state.prefetch_buffer();
                 }
             }

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dataflows::feature_extraction::{extract, ExtractedFeatures};
@@ -36,16 +36,11 @@ pub fn extract_with_progress(
 ) -> anyhow::Result<ExtractedFeatures> {
     let workers = worker_count(workers)?;
     let processed = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
     let counter = Arc::clone(&processed);
-    let watcher = progress::watch(
-        Progress::new("extracting features", None, true),
-        move || counter.load(Ordering::Relaxed),
-        Arc::clone(&done),
-    );
+    let watcher =
+        progress::watch(Progress::new("extracting features", None, true), move || counter.load(Ordering::Relaxed));
     let extracted = extract(input, extras, rules, workers, processed);
-    done.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
+    watcher.finish();
     extracted.map_err(anyhow::Error::msg)
 }
 

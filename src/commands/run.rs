@@ -273,17 +273,14 @@ fn telemetry(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<(Telemetr
 }
 
 /// A progress bar (or periodic log line) over the records processed, for finite sources.
-fn progress_watcher(input: &JobInput, telemetry: &Telemetry) -> Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+fn progress_watcher(input: &JobInput, telemetry: &Telemetry) -> Option<progress::Watcher> {
     let total = match input {
         JobInput::Generator(g) if g.events > 0 => Some(g.events),
         JobInput::File { .. } => None,
         _ => return None,
     };
     let metrics = Arc::clone(telemetry.metrics.as_ref()?);
-    let done = Arc::new(AtomicBool::new(false));
-    let thread =
-        progress::watch(Progress::new("scoring", total, true), move || metrics.records_processed(), Arc::clone(&done));
-    Some((done, thread))
+    Some(progress::watch(Progress::new("scoring", total, true), move || metrics.records_processed()))
 }
 
 /// Runs the job and prints its summary.
@@ -345,9 +342,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         checkpoints,
     };
     let result = scoring::run(job, timely);
-    if let Some((done, thread)) = watcher {
-        done.store(true, Ordering::Relaxed);
-        let _ = thread.join();
+    if let Some(watcher) = watcher {
+        watcher.finish();
     }
     let report = result.map_err(|e| match e {
         scoring::JobError::Runtime(_) => anyhow::Error::new(e),

@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde::Deserialize;
 
 use crate::batch::{DeadLetter, EventBatch, Origin, ParsedEvent, TextRef};
+use crate::event_scan;
 use crate::hashing::{event_id_hash, owner_worker, user_key};
 use crate::time::{check_range_ms, parse_rfc3339_ms, utc_hour};
 
@@ -46,7 +47,7 @@ impl ExtraFeatures {
 }
 
 /// A string that borrows from the input unless it had escapes.
-struct Text<'de>(Cow<'de, str>);
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -130,13 +131,39 @@ impl<'de> Deserialize<'de> for Number {
 }
 
 /// The fields of one record, before validation of presence.
-struct Fields<'de> {
-    event_id: Option<Text<'de>>,
-    user_id: Option<Text<'de>>,
-    timestamp: Option<i64>,
-    own: [f64; 4],
-    has_features: bool,
-    label: i8,
+pub(crate) struct Fields<'de> {
+    pub(crate) event_id: Option<Text<'de>>,
+    pub(crate) user_id: Option<Text<'de>>,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) own: [f64; 4],
+    pub(crate) has_features: bool,
+    pub(crate) label: i8,
+}
+
+impl Fields<'_> {
+    /// No field seen yet.
+    pub(crate) fn empty() -> Self {
+        Fields { event_id: None, user_id: None, timestamp: None, own: [f64::NAN; 4], has_features: false, label: -1 }
+    }
+}
+
+/// The stored label of a `label` value: −1 for null, else 0 or 1.
+pub(crate) fn label_of(value: Option<f64>) -> Result<i8, &'static str> {
+    match value {
+        None => Ok(-1),
+        Some(0.0) => Ok(0),
+        Some(1.0) => Ok(1),
+        Some(_) => Err("label: must be 0 or 1"),
+    }
+}
+
+/// Stores one `features` entry: a named own feature, a kept extra, or nothing.
+pub(crate) fn store_feature(name: &str, value: f64, extras: &ExtraFeatures, extra_out: &mut [f64], own: &mut [f64; 4]) {
+    if let Some(slot) = crate::features::OWN_FEATURE_NAMES.iter().position(|n| *n == name) {
+        own[slot] = value;
+    } else if let Some(slot) = extras.names.iter().position(|n| n == name) {
+        extra_out[slot] = value;
+    }
 }
 
 /// Walks the top-level object, writing extras straight into the batch's slots.
@@ -162,14 +189,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         f.write_str("an event object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields = Fields {
-            event_id: None,
-            user_id: None,
-            timestamp: None,
-            own: [f64::NAN; 4],
-            has_features: false,
-            label: -1,
-        };
+        let mut fields = Fields::empty();
         while let Some(key) = map.next_key::<Text<'de>>()? {
             match key.0.as_ref() {
                 "eventId" => fields.event_id = Some(map.next_value().map_err(|e| field_error("eventId", e))?),
@@ -186,12 +206,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 }
                 "label" => {
                     let label: Number = map.next_value().map_err(|e| field_error("label", e))?;
-                    fields.label = match label.0 {
-                        None => -1,
-                        Some(0.0) => 0,
-                        Some(1.0) => 1,
-                        Some(_) => return Err(de::Error::custom("label: must be 0 or 1")),
-                    };
+                    fields.label = label_of(label.0).map_err(de::Error::custom)?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -224,12 +239,7 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_> {
         while let Some(key) = map.next_key::<Text<'de>>()? {
             let name = key.0.as_ref();
             let value: Number = map.next_value().map_err(|e| field_error(&format!("features.{name}"), e))?;
-            let value = value.0.unwrap_or(f64::NAN);
-            if let Some(slot) = crate::features::OWN_FEATURE_NAMES.iter().position(|n| *n == name) {
-                self.own[slot] = value;
-            } else if let Some(slot) = self.extras.names.iter().position(|n| n == name) {
-                self.extra_out[slot] = value;
-            }
+            store_feature(name, value.0.unwrap_or(f64::NAN), self.extras, self.extra_out, self.own);
         }
         Ok(())
     }
@@ -267,12 +277,24 @@ impl EventParser {
         }
         let text = std::str::from_utf8(raw).map_err(|e| format!("not valid UTF-8: {e}"))?;
         self.scratch.fill(f64::NAN);
-        let fields = parse_fields(text, &self.extras, &mut self.scratch)?;
+        let fields = match event_scan::scan(text, &self.extras, &mut self.scratch) {
+            Some(fields) => fields,
+            None => {
+                self.scratch.fill(f64::NAN);
+                parse_fields_serde(text, &self.extras, &mut self.scratch)?
+            }
+        };
         validate(fields, text, origin, &self.scratch, batches)
     }
 }
 
-fn parse_fields<'de>(raw: &'de str, extras: &ExtraFeatures, extra_out: &mut [f64]) -> Result<Fields<'de>, String> {
+/// The generic parse: a serde walk that reads any valid record and names what is wrong
+/// with an invalid one.
+pub(crate) fn parse_fields_serde<'de>(
+    raw: &'de str,
+    extras: &ExtraFeatures,
+    extra_out: &mut [f64],
+) -> Result<Fields<'de>, String> {
     let mut de = serde_json::Deserializer::from_str(raw);
     let fields = RecordSeed { extras, extra_out }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;

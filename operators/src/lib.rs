@@ -11,6 +11,7 @@ pub mod decide;
 pub mod enrich;
 pub mod evaluation;
 pub mod event;
+mod event_scan;
 pub mod exact_sum;
 pub mod explain;
 pub mod features;

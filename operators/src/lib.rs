@@ -38,5 +38,6 @@ pub mod reasons;
 pub mod source;
 pub mod time;
 pub mod training;
+pub mod user_slots;
 pub mod user_state;
 pub mod window_state;

@@ -27,6 +27,7 @@ use crate::hashing::KEY_GROUPS;
 use crate::metrics::Metrics;
 use crate::prefetch::prefetch;
 use crate::time::DAY_MS;
+use crate::user_slots::UserSlots;
 use crate::user_state::{Observation, Outcome, StateRules, UserState};
 
 /// How many events ahead the operator prefetches a user's state, and (closer, once the state
@@ -59,14 +60,15 @@ pub struct StateReport {
     pub evicted_users: u64,
 }
 
-/// Users by key. States are boxed so the table stays small (16-byte entries) and cache-friendly,
-/// and growing it never moves the states themselves.
-type UserMap = HashMap<u64, Box<Option<UserState>>, BuildHasherDefault<PreHashed>>;
+/// Users' slots by key: a small table (16-byte entries), cache-friendly; the states themselves
+/// are in [`UserSlots`].
+type UserMap = HashMap<u64, u32, BuildHasherDefault<PreHashed>>;
 
 /// All users owned by one worker.
 pub struct KeyedState {
     cfg: WindowConfig,
     users: UserMap,
+    slots: UserSlots,
     /// Newest timestamp seen per input partition; the watermark is their minimum.
     /// (partition, newest timestamp); a handful of partitions per worker, so a list.
     partition_newest: Vec<(u32, i64)>,
@@ -80,6 +82,7 @@ impl KeyedState {
         KeyedState {
             cfg,
             users: UserMap::default(),
+            slots: UserSlots::default(),
             partition_newest: Vec::new(),
             last_sweep_watermark: i64::MIN,
             evicted_users: 0,
@@ -103,11 +106,17 @@ impl KeyedState {
         }
         out.rows.reserve(order.len());
         out.windows.reserve(order.len());
+        // Every event's slot first: independent lookups, so their cache misses overlap.
+        let slots: Vec<u32> = order
+            .iter()
+            .map(|&(_, b, i)| {
+                let key = batches[b as usize].events[i as usize].user_key;
+                *self.users.entry(key).or_insert_with(|| self.slots.insert(None))
+            })
+            .collect();
         for k in 0..order.len() {
-            if let Some(&(_, b, i)) = order.get(k + PREFETCH_STATE_AHEAD) {
-                if let Some(state) = self.users.get(&batches[b as usize].events[i as usize].user_key) {
-                    prefetch(&**state);
-                }
+            if let Some(&slot) = slots.get(k + PREFETCH_STATE_AHEAD) {
+                prefetch(self.slots.get(slot));
             }
             if let Some(&(_, b, i)) = order.get(k + PREFETCH_BUFFER_AHEAD) {
                 let batch = &batches[b as usize];
@@ -117,18 +126,18 @@ impl KeyedState {
                 if let Some(first) = batch.text.as_bytes().get(event.event_id.start as usize) {
                     prefetch(first);
                 }
-                if let Some(Some(state)) = self.users.get(&event.user_key).map(|s| s.as_ref()) {
+                if let Some(state) = self.slots.get(slots[k + PREFETCH_BUFFER_AHEAD]) {
                     state.prefetch_buffer();
                 }
             }
             let (_, b, i) = order[k];
-            self.apply(&batches[b as usize], i as usize, &mut out);
+            self.apply(&batches[b as usize], i as usize, slots[k], &mut out);
         }
         self.sweep_idle_users();
         out
     }
 
-    fn apply(&mut self, batch: &EventBatch, index: usize, out: &mut ScoredBatch) {
+    fn apply(&mut self, batch: &EventBatch, index: usize, slot: u32, out: &mut ScoredBatch) {
         let event = &batch.events[index];
         let obs = Observation {
             timestamp_ms: event.timestamp_ms,
@@ -141,8 +150,7 @@ impl KeyedState {
             Some((_, newest)) => *newest = (*newest).max(event.timestamp_ms),
             None => self.partition_newest.push((event.origin.partition, event.timestamp_ms)),
         }
-        let slot = &mut **self.users.entry(event.user_key).or_insert_with(|| Box::new(None));
-        let (features, late) = match UserState::observe(slot, &obs, &self.cfg.rules) {
+        let (features, late) = match UserState::observe(self.slots.get_mut(slot), &obs, &self.cfg.rules) {
             Outcome::Accepted(f) => (f, false),
             Outcome::Late(f) => (f, true),
             Outcome::Duplicate => {
@@ -183,13 +191,17 @@ impl KeyedState {
         self.last_sweep_watermark = watermark;
         let cutoff = watermark - RETENTION_MS - self.cfg.rules.lateness_ms;
         let before = self.users.len();
-        self.users.retain(|_, user| match user.as_mut() {
+        let slots = &mut self.slots;
+        self.users.retain(|_, &mut slot| match slots.get_mut(slot) {
             Some(state) if state.newest_ms() >= cutoff => {
                 state.trim_late_ids();
                 state.compact();
                 true
             }
-            _ => false,
+            _ => {
+                slots.remove(slot);
+                false
+            }
         });
         self.evicted_users += (before - self.users.len()) as u64;
     }
@@ -197,8 +209,8 @@ impl KeyedState {
     /// This worker's part of the checkpoint of `epoch`: its users by key group, bincode-encoded.
     pub fn snapshot(&self, epoch: u64, worker: u32, source_offsets: Vec<(i32, i64)>) -> Part {
         let mut groups: Vec<Vec<(u64, &UserState)>> = (0..KEY_GROUPS).map(|_| Vec::new()).collect();
-        for (&key, user) in &self.users {
-            if let Some(state) = user.as_ref() {
+        for (&key, &slot) in &self.users {
+            if let Some(state) = self.slots.get(slot) {
                 groups[key_group(key) as usize].push((key, state));
             }
         }
@@ -226,7 +238,8 @@ impl KeyedState {
         let users = restored.take_users(worker, peers);
         self.users.reserve(users.len());
         for (key, state) in users {
-            self.users.insert(key, Box::new(Some(state)));
+            let slot = self.slots.insert(Some(state));
+            self.users.insert(key, slot);
         }
         self.partition_newest = restored.partition_newest.clone();
         self.last_sweep_watermark = restored.last_sweep_watermark;
@@ -234,15 +247,14 @@ impl KeyedState {
 
     /// Current size of the state.
     pub fn report(&self) -> StateReport {
-        let per_entry = std::mem::size_of::<(u64, Box<Option<UserState>>)>() + 1;
-        let per_user = std::mem::size_of::<Option<UserState>>();
+        let per_entry = std::mem::size_of::<(u64, u32)>() + 1;
         let mut report = StateReport {
             users: self.users.len() as u64,
-            bytes: (self.users.capacity() * per_entry + self.users.len() * per_user) as u64,
+            bytes: (self.users.capacity() * per_entry + self.slots.bytes()) as u64,
             evicted_users: self.evicted_users,
             ..StateReport::default()
         };
-        for user in self.users.values().filter_map(|u| u.as_ref().as_ref()) {
+        for user in self.users.values().filter_map(|&slot| self.slots.get(slot).as_ref()) {
             report.retained_events += user.retained() as u64;
             report.bytes += user.heap_bytes() as u64;
         }

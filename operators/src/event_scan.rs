@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 
 use crate::event::{label_of, store_feature, ExtraFeatures, Fields, Text};
+use crate::json_out::first_to_escape;
 use crate::time::{check_range_ms, parse_rfc3339_ms};
 
 /// Reads `text` if it has the common shape; `None` defers to the serde walk.
@@ -48,27 +49,6 @@ pub(crate) fn scan<'de>(text: &'de str, extras: &ExtraFeatures, extra_out: &mut 
     }
     s.skip_ws();
     (s.at == text.len()).then_some(fields)
-}
-
-/// Position of the first byte that ends the fast scan of a string: a quote, a backslash or a
-/// control character. Eight bytes per step (SWAR: a byte-wise "has zero"/"less than" test on a
-/// u64, whose lowest flagged byte is exact), since nearly every string here is short.
-fn string_stop(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
-    for (i, chunk) in chunks.by_ref().enumerate() {
-        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
-        let stops =
-            below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1) | below(word, 0x20);
-        if stops != 0 {
-            return Some(i * 8 + (stops.trailing_zeros() / 8) as usize);
-        }
-    }
-    let tail = chunks.remainder();
-    let at = tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    Some(bytes.len() - tail.len() + at)
 }
 
 /// Powers of ten that are exact in an f64.
@@ -128,7 +108,7 @@ impl<'de> Scanner<'de> {
         self.eat(b'"')?;
         let bytes = self.text.as_bytes();
         let start = self.at;
-        let len = string_stop(&bytes[start..])?;
+        let len = first_to_escape(&bytes[start..])?;
         if bytes[start + len] != b'"' {
             return None;
         }
@@ -377,14 +357,6 @@ mod tests {
             let expected: f64 = token.parse().unwrap();
             let got = exact_decimal(&token);
             prop_assert!(got.is_none_or(|v| v.to_bits() == expected.to_bits()), "{token}: {got:?} vs {expected}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn string_stop_finds_the_first_stop_byte(bytes in prop::collection::vec(prop_oneof![0x20u8..0x7f, Just(b'"'), Just(b'\\'), 0u8..0x20, 0x80u8..=0xff], 0..40)) {
-            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            prop_assert_eq!(string_stop(&bytes), expected);
         }
     }
 

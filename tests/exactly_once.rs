@@ -6,27 +6,28 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::kafka::{produce, OutputReader, Records, TransactionalBroker, ALERTS, DECISIONS, DLQ};
-use support::{bad_lines, generate_keyed, vigil};
+use support::{bad_lines, generate_keyed, vigil, Job};
 
 mod support;
 
 const PARTITIONS: i32 = 4;
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn start_job(brokers: &str, checkpoints: &Path, workers: &str) -> Child {
-    vigil()
+fn start_job(brokers: &str, checkpoints: &Path, workers: &str) -> Job {
+    let child = vigil()
         .args(["run", "--source", "kafka", "--sink", "kafka", "--brokers", brokers, "--workers", workers])
         .args(["--delivery", "exactly-once", "--checkpoint-dir", checkpoints.to_str().unwrap()])
         .args(["--checkpoint-interval", "300ms"])
         .stdout(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Job(child)
 }
 
 fn newest_checkpoint(dir: &Path) -> Option<PathBuf> {

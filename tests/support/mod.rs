@@ -3,8 +3,9 @@
 
 pub mod kafka;
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
 
 use operators::generator::{Generator, GeneratorConfig};
 use serde_json::Value;
@@ -14,6 +15,30 @@ pub fn vigil() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("RUST_LOG", "warn");
     cmd
+}
+
+/// A running job that is killed when the test lets go of it, failed assertions included: a job
+/// left behind would retry its (dropped) test broker forever and keep the test run's output open.
+pub struct Job(pub Child);
+
+impl Deref for Job {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Job {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The JSON records of a JSON-lines file (an output of vigil).

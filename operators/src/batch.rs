@@ -100,6 +100,34 @@ pub struct EventBatch {
     pub marker: Option<Marker>,
 }
 
+/// Sizes of a source's previous batches, per destination worker: new batches reserve them up
+/// front, since consecutive reads are alike, instead of growing (and copying)
+/// their buffers several times per block.
+#[derive(Default)]
+pub struct BatchSizes {
+    previous: Vec<(usize, usize, usize)>,
+}
+
+impl BatchSizes {
+    /// An empty batch for `dest`, with room for what the previous one held.
+    pub fn batch(&self, dest: usize, ingest_ns: u64) -> EventBatch {
+        let (text, events, extras) = self.previous.get(dest).copied().unwrap_or_default();
+        EventBatch {
+            dest: dest as u32,
+            ingest_ns,
+            text: String::with_capacity(text + text / 8),
+            events: Vec::with_capacity(events + events / 8),
+            extras: Vec::with_capacity(extras + extras / 8),
+            ..EventBatch::default()
+        }
+    }
+
+    /// Notes the sizes of the batches just filled.
+    pub fn remember(&mut self, batches: &[EventBatch]) {
+        self.previous = batches.iter().map(|b| (b.text.len(), b.events.len(), b.extras.len())).collect();
+    }
+}
+
 /// Checkpoint barriers a source sends to every worker's window state, at its current epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Marker {

@@ -27,7 +27,7 @@ use timely::dataflow::operators::generic::source;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
-use crate::batch::{EventBatch, Origin};
+use crate::batch::{BatchSizes, EventBatch, Origin};
 use crate::checkpointing::SourceBarriers;
 use crate::clock::now_ns;
 use crate::event::EventParser;
@@ -270,6 +270,7 @@ pub fn kafka_source<'s>(
         capability.downgrade(&cfg.first_epoch);
         let mut capability = Some(capability);
         let mut barriers = cfg.barriers.clone();
+        let mut sizes = BatchSizes::default();
         move |output| {
             let Some(cap) = capability.as_mut() else { return };
             let at_end = cfg.stop_at.as_ref().is_some_and(BTreeMap::is_empty);
@@ -291,8 +292,7 @@ pub fn kafka_source<'s>(
                 activator.activate_after(IDLE_POLL);
                 return;
             }
-            let mut batches: Vec<EventBatch> =
-                (0..peers).map(|dest| EventBatch { dest: dest as u32, ..EventBatch::default() }).collect();
+            let mut batches: Vec<EventBatch> = (0..peers).map(|dest| sizes.batch(dest, 0)).collect();
             let mut oldest_produced_ms = i64::MAX;
             let mut read = 0;
             while read < cfg.batch_len {
@@ -322,6 +322,7 @@ pub fn kafka_source<'s>(
                 read += 1;
             }
             if read > 0 {
+                sizes.remember(&batches);
                 let ingest_ns =
                     if oldest_produced_ms == i64::MAX { now_ns() } else { ingest_ns_of(oldest_produced_ms) };
                 let mut session = output.session(&*cap);

@@ -17,7 +17,7 @@ use timely::dataflow::operators::generic::source;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
-use crate::batch::{EventBatch, Origin};
+use crate::batch::{BatchSizes, EventBatch, Origin};
 use crate::checkpointing::SourceBarriers;
 use crate::clock::now_ns;
 use crate::event::EventParser;
@@ -141,30 +141,4 @@ pub fn block_source<'s, R: BlockReader>(
             activator.activate();
         }
     })
-}
-
-/// Sizes of the batches of the previous block, per destination worker: a new block's batches
-/// reserve them up front, since consecutive blocks are alike, instead of growing (and copying)
-/// their buffers several times per block.
-#[derive(Default)]
-struct BatchSizes {
-    previous: Vec<(usize, usize, usize)>,
-}
-
-impl BatchSizes {
-    fn batch(&self, dest: usize, ingest_ns: u64) -> EventBatch {
-        let (text, events, extras) = self.previous.get(dest).copied().unwrap_or_default();
-        EventBatch {
-            dest: dest as u32,
-            ingest_ns,
-            text: String::with_capacity(text + text / 8),
-            events: Vec::with_capacity(events + events / 8),
-            extras: Vec::with_capacity(extras + extras / 8),
-            ..EventBatch::default()
-        }
-    }
-
-    fn remember(&mut self, batches: &[EventBatch]) {
-        self.previous = batches.iter().map(|b| (b.text.len(), b.events.len(), b.extras.len())).collect();
-    }
 }

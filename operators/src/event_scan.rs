@@ -57,30 +57,15 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
     1e21, 1e22,
 ];
 
-/// The value of a plain decimal token (`-?digits(.digits)?`) when one IEEE operation gives it
-/// exactly rounded: a mantissa below 2^53 scaled by an exact power of ten (Clinger's fast
-/// path, the same result as `str::parse`). `None` for anything else.
-fn exact_decimal(token: &str) -> Option<f64> {
-    let (negative, digits) = match token.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, token),
-    };
-    let mut mantissa: u64 = 0;
-    let mut fraction_digits = None;
-    for (i, b) in digits.bytes().enumerate() {
-        match b {
-            b'0'..=b'9' => {
-                mantissa = mantissa.checked_mul(10)? + u64::from(b - b'0');
-                if mantissa >= 1 << 53 {
-                    return None;
-                }
-            }
-            b'.' => fraction_digits = Some(digits.len() - i - 1),
-            _ => return None,
-        }
+/// Counts the decimal digits from `at`, folding them into `mantissa` while it stays below 2^53
+/// (`None` from then on: too long for an exact conversion).
+fn fold_digits(bytes: &[u8], mut at: usize, mantissa: &mut Option<u64>) -> usize {
+    let start = at;
+    while let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+        *mantissa = mantissa.and_then(|m| m.checked_mul(10)).map(|m| m + u64::from(b - b'0')).filter(|&m| m < 1 << 53);
+        at += 1;
     }
-    let value = mantissa as f64 / EXACT_POWERS_OF_TEN.get(fraction_digits.unwrap_or(0))?;
-    Some(if negative { -value } else { value })
+    at - start
 }
 
 struct Scanner<'de> {
@@ -117,37 +102,43 @@ impl<'de> Scanner<'de> {
         self.text.get(start..start + len)
     }
 
-    /// A JSON number token, strictly by the grammar; its text.
-    fn number_token(&mut self) -> Option<&'de str> {
+    /// A JSON number token, strictly by the grammar: its text, and its value when one IEEE
+    /// operation gives it exactly rounded (a plain decimal whose mantissa is below 2^53, scaled by
+    /// an exact power of ten: Clinger's fast path, the same result as `str::parse`).
+    fn number_token(&mut self) -> Option<(&'de str, Option<f64>)> {
         let bytes = self.text.as_bytes();
         let start = self.at;
-        let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let mut at = start + usize::from(bytes.get(start) == Some(&b'-'));
-        let int = digits(at);
+        let negative = bytes.get(start) == Some(&b'-');
+        let mut at = start + usize::from(negative);
+        let mut mantissa = Some(0);
+        let int = fold_digits(bytes, at, &mut mantissa);
         if int == 0 || (int > 1 && bytes[at] == b'0') {
             return None;
         }
         at += int;
+        let mut fraction = 0;
         if bytes.get(at) == Some(&b'.') {
-            let frac = digits(at + 1);
-            if frac == 0 {
+            fraction = fold_digits(bytes, at + 1, &mut mantissa);
+            if fraction == 0 {
                 return None;
             }
-            at += 1 + frac;
+            at += 1 + fraction;
         }
         if matches!(bytes.get(at), Some(b'e' | b'E')) {
+            mantissa = None;
             at += 1;
             if matches!(bytes.get(at), Some(b'+' | b'-')) {
                 at += 1;
             }
-            let exp = digits(at);
+            let exp = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
             if exp == 0 {
                 return None;
             }
             at += exp;
         }
         self.at = at;
-        self.text.get(start..at)
+        let exact = mantissa.and_then(|m| Some(m as f64 / EXACT_POWERS_OF_TEN.get(fraction)?));
+        Some((self.text.get(start..at)?, exact.map(|v| if negative { -v } else { v })))
     }
 
     /// A finite number (`Some(Some(v))`) or null (`Some(None)`).
@@ -156,10 +147,9 @@ impl<'de> Scanner<'de> {
             self.at += 4;
             return Some(None);
         }
-        let token = self.number_token()?;
-        let value = match exact_decimal(token) {
-            Some(value) => value,
-            None => token.parse().ok()?,
+        let value = match self.number_token()? {
+            (_, Some(exact)) => exact,
+            (token, None) => token.parse().ok()?,
         };
         value.is_finite().then_some(Some(value))
     }
@@ -169,7 +159,7 @@ impl<'de> Scanner<'de> {
         if self.peek()? == b'"' {
             return parse_rfc3339_ms(self.string()?).ok();
         }
-        let token = self.number_token()?;
+        let (token, _) = self.number_token()?;
         if token.contains(['.', 'e', 'E']) {
             return None;
         }
@@ -220,6 +210,13 @@ mod tests {
 
     use super::*;
     use crate::event::parse_fields_serde;
+
+    /// The scan's exact value of a whole number token, if it has one.
+    fn exact_decimal(token: &str) -> Option<f64> {
+        let mut scanner = Scanner { text: token, at: 0 };
+        let (read, exact) = scanner.number_token()?;
+        exact.filter(|_| read.len() == token.len())
+    }
 
     fn extras() -> ExtraFeatures {
         ExtraFeatures::new(vec!["v1".into(), "v2".into()])

@@ -10,6 +10,11 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use support::kafka::{produce, OutputReader, Records, TransactionalBroker, ALERTS, DECISIONS, DLQ};
 use support::{bad_lines, generate_keyed, vigil, Job};
@@ -108,6 +113,53 @@ fn killed_twice_a_read_committed_consumer_sees_every_decision_exactly_once() {
     assert!(!blocked.is_empty());
     assert_eq!(alerts.keys().cloned().collect::<BTreeSet<_>>(), blocked);
     assert!(alerts.values().all(|&n| n == 1), "an alert was seen twice");
+}
+
+/// A transactional producer restarted with the same `transactional.id` keeps its producer id;
+/// once the broker has aborted the crashed instance's transaction, the new instance's committed
+/// records must still reach a read_committed consumer that fetches from after the abort. The
+/// exactly-once test above depends on it, and noida-db 0.2.3 unfixed fails it: it reports every
+/// aborted transaction to every fetch, so the client discards the restarted producer's records
+/// (scripts/noida-db.sh installs it with the fix).
+#[test]
+fn a_restarted_transactional_producers_commits_are_visible_past_its_aborted_transaction() {
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    let broker = TransactionalBroker::start(1);
+    let brokers = broker.brokers();
+    let transactional = |id: &str| -> BaseProducer {
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).set("transactional.id", id).create().unwrap();
+        producer.init_transactions(TIMEOUT).unwrap();
+        producer.begin_transaction().unwrap();
+        producer
+    };
+    let crashed = transactional("restarted");
+    crashed.send(BaseRecord::<(), _>::to(DECISIONS).partition(0).payload("aborted")).unwrap();
+    crashed.flush(TIMEOUT).unwrap();
+    std::mem::forget(crashed);
+    let restarted = transactional("restarted");
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("isolation.level", "read_committed")
+        .set("group.id", "conformance")
+        .create()
+        .unwrap();
+    let (_, after_abort) = reader.fetch_watermarks(DECISIONS, 0, TIMEOUT).unwrap();
+    assert!(after_abort >= 2, "the broker wrote the aborted record and its abort marker");
+    restarted.send(BaseRecord::<(), _>::to(DECISIONS).partition(0).payload("committed")).unwrap();
+    restarted.commit_transaction(TIMEOUT).unwrap();
+
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(DECISIONS, 0, Offset::Offset(after_abort)).unwrap();
+    reader.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let message = loop {
+        assert!(std::time::Instant::now() < deadline, "the committed record never reached the reader");
+        if let Some(message) = reader.poll(Duration::from_millis(200)) {
+            break message.unwrap();
+        }
+    };
+    assert_eq!(message.payload(), Some(&b"committed"[..]));
 }
 
 #[test]

@@ -5,29 +5,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::kafka::{Broker, OutputReader, Outputs, Records, Storage, ALERTS, DECISIONS, DLQ};
-use support::{assert_same_decision, bad_lines, generate_keyed, vigil};
+use support::{assert_same_decision, bad_lines, generate_keyed, vigil, Job};
 
 mod support;
 
 const PARTITIONS: i32 = 4;
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn start_job(broker: &Broker) -> Child {
-    vigil()
+fn start_job(broker: &Broker) -> Job {
+    let child = vigil()
         .args(["run", "--source", "kafka", "--sink", "kafka", "--brokers", &broker.brokers(), "--workers", "2"])
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Job(child)
 }
 
 /// SIGTERM, then the job must drain, commit and exit 0 within two minutes.
-fn stop_job(job: Child) -> String {
+fn stop_job(job: Job) -> String {
     let pid = job.id().to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
@@ -125,13 +126,7 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
 /// Streams `events` events through a job at `rate` events/s, disturbs it once a quarter of
 /// them are decided (while input is still arriving), and checks that every event still gets a
 /// decision and the final offsets are committed; returns how many decisions came twice.
-fn survives(
-    seed: u64,
-    storage: Storage,
-    events: u64,
-    rate: f64,
-    disturb: impl FnOnce(&Broker, Child) -> Child,
-) -> usize {
+fn survives(seed: u64, storage: Storage, events: u64, rate: f64, disturb: impl FnOnce(&Broker, Job) -> Job) -> usize {
     let broker = Broker::start(PARTITIONS as u32, storage);
     let (records, valid_ids) = valid_input(events, seed);
     let job = start_job(&broker);
@@ -220,13 +215,14 @@ fn kill_9_three_times_with_checkpoints_loses_nothing_and_restores_state_exactly(
     let (records, valid_ids) = valid_input(60_000, 24);
     let checkpoints = tempfile::tempdir().unwrap();
     let start = |workers: &str| {
-        vigil()
+        let child = vigil()
             .args(["run", "--source", "kafka", "--sink", "kafka", "--brokers", &broker.brokers(), "--emit-features"])
             .args(["--workers", workers, "--checkpoint-dir", checkpoints.path().to_str().unwrap()])
             .args(["--checkpoint-interval", "200ms"])
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        Job(child)
     };
     let mut reader = OutputReader::new(&broker);
     let producer_failed = AtomicBool::new(false);

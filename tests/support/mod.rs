@@ -21,6 +21,18 @@ pub fn vigil() -> Command {
 /// left behind would retry its (dropped) test broker forever and keep the test run's output open.
 pub struct Job(pub Child);
 
+impl Job {
+    /// Waits for the job to exit and collects its (piped) stdout, like `Child::wait_with_output`.
+    pub fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = self.0.stdout.take() {
+            std::io::Read::read_to_end(&mut pipe, &mut stdout)?;
+        }
+        let status = self.0.wait()?;
+        Ok(std::process::Output { status, stdout, stderr: Vec::new() })
+    }
+}
+
 impl Deref for Job {
     type Target = Child;
     fn deref(&self) -> &Child {

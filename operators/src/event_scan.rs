@@ -15,29 +15,84 @@ use crate::event::{label_of, store_feature, ExtraFeatures, Fields, Text};
 use crate::json_out::first_to_escape;
 use crate::time::{check_range_ms, parse_rfc3339_ms};
 
+/// A top-level key the scan tells apart.
+#[derive(Clone, Copy)]
+enum RecordKey {
+    EventId,
+    UserId,
+    Timestamp,
+    Features,
+    Label,
+    /// A key the job does not read.
+    Other,
+}
+
+impl RecordKey {
+    fn of(name: &str) -> RecordKey {
+        match name {
+            "eventId" => RecordKey::EventId,
+            "userId" => RecordKey::UserId,
+            "timestamp" => RecordKey::Timestamp,
+            "features" => RecordKey::Features,
+            "label" => RecordKey::Label,
+            _ => RecordKey::Other,
+        }
+    }
+}
+
+/// The top-level keys in the order producers (`vigil gen` among them) usually write them,
+/// quoted and followed by the colon: when the next key is the one after the previous match,
+/// one comparison reads and identifies it (what it reads is exactly what the general path
+/// would: the literals need no escapes and leave no space out). Any other key or spacing takes
+/// the general path.
+const RECORD_KEYS: [(&[u8], RecordKey); 6] = [
+    (b"\"eventId\":", RecordKey::EventId),
+    (b"\"timestamp\":", RecordKey::Timestamp),
+    (b"\"userId\":", RecordKey::UserId),
+    (b"\"value\":", RecordKey::Other),
+    (b"\"features\":", RecordKey::Features),
+    (b"\"label\":", RecordKey::Label),
+];
+
+/// The features with a column of their own, in `OWN_FEATURE_NAMES` order, likewise.
+const FEATURE_KEYS: [&[u8]; 4] =
+    [b"\"amount\":", b"\"hour_of_day\":", b"\"location_distance\":", b"\"days_since_last_txn\":"];
+
+/// A key of the `features` object: a predicted feature of its own column, or a name.
+enum FeatureKey<'de> {
+    Own(usize),
+    Named(&'de str),
+}
+
 /// Reads `text` if it has the common shape; `None` defers to the serde walk.
 pub(crate) fn scan<'de>(text: &'de str, extras: &ExtraFeatures, extra_out: &mut [f64]) -> Option<Fields<'de>> {
     let mut s = Scanner { text, at: 0 };
     let mut fields = Fields::empty();
+    let mut expected = 0;
     s.skip_ws();
     s.eat(b'{')?;
     s.skip_ws();
     if s.eat(b'}').is_none() {
         loop {
-            let key = s.string()?;
-            s.skip_ws();
-            s.eat(b':')?;
+            let from = expected.min(RECORD_KEYS.len() - 1);
+            let key = match s.predicted(&RECORD_KEYS[from..], |(k, _)| k) {
+                Some((skipped, &(_, key))) => {
+                    expected = from + skipped + 1;
+                    key
+                }
+                None => RecordKey::of(s.key()?),
+            };
             s.skip_ws();
             match key {
-                "eventId" => fields.event_id = Some(Text(Cow::Borrowed(s.string()?))),
-                "userId" => fields.user_id = Some(Text(Cow::Borrowed(s.string()?))),
-                "timestamp" => fields.timestamp = Some(s.timestamp()?),
-                "features" => {
+                RecordKey::EventId => fields.event_id = Some(Text(Cow::Borrowed(s.string()?))),
+                RecordKey::UserId => fields.user_id = Some(Text(Cow::Borrowed(s.string()?))),
+                RecordKey::Timestamp => fields.timestamp = Some(s.timestamp()?),
+                RecordKey::Features => {
                     s.features(extras, extra_out, &mut fields.own)?;
                     fields.has_features = true;
                 }
-                "label" => fields.label = label_of(s.number_or_null()?).ok()?,
-                _ => s.skip_scalar()?,
+                RecordKey::Label => fields.label = label_of(s.number_or_null()?).ok()?,
+                RecordKey::Other => s.skip_scalar()?,
             }
             s.skip_ws();
             if s.eat(b'}').is_some() {
@@ -57,12 +112,15 @@ const EXACT_POWERS_OF_TEN: [f64; 23] = [
     1e21, 1e22,
 ];
 
-/// Counts the decimal digits from `at`, folding them into `mantissa` while it stays below 2^53
-/// (`None` from then on: too long for an exact conversion).
-fn fold_digits(bytes: &[u8], mut at: usize, mantissa: &mut Option<u64>) -> usize {
+/// Decimal digits a u64 holds whatever they are (10^19 − 1 < 2^64).
+const U64_DIGITS: usize = 19;
+
+/// Counts the decimal digits from `at`, folding them into `value` (wrapping: the caller
+/// trusts `value` only for at most [`U64_DIGITS`] digits in all).
+fn fold_digits(bytes: &[u8], mut at: usize, value: &mut u64) -> usize {
     let start = at;
-    while let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
-        *mantissa = mantissa.and_then(|m| m.checked_mul(10)).map(|m| m + u64::from(b - b'0')).filter(|&m| m < 1 << 53);
+    while let Some(digit) = bytes.get(at).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+        *value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
         at += 1;
     }
     at - start
@@ -88,6 +146,24 @@ impl<'de> Scanner<'de> {
         }
     }
 
+    /// The first of `candidates` (the expected one) whose quoted key and colon come next, if
+    /// it is the expected one or the one after it (an optional key left out); consumed, with
+    /// how many candidates were passed over.
+    fn predicted<'c, C>(&mut self, candidates: &'c [C], literal: impl Fn(&C) -> &[u8]) -> Option<(usize, &'c C)> {
+        let rest = &self.text.as_bytes()[self.at..];
+        let (skipped, found) = candidates.iter().take(2).enumerate().find(|(_, c)| rest.starts_with(literal(c)))?;
+        self.at += literal(found).len();
+        Some((skipped, found))
+    }
+
+    /// A key and its colon, by the general path.
+    fn key(&mut self) -> Option<&'de str> {
+        let key = self.string()?;
+        self.skip_ws();
+        self.eat(b':')?;
+        Some(key)
+    }
+
     /// A string without escapes or control characters (the serde walk handles those).
     fn string(&mut self) -> Option<&'de str> {
         self.eat(b'"')?;
@@ -110,7 +186,7 @@ impl<'de> Scanner<'de> {
         let start = self.at;
         let negative = bytes.get(start) == Some(&b'-');
         let mut at = start + usize::from(negative);
-        let mut mantissa = Some(0);
+        let mut mantissa = 0;
         let int = fold_digits(bytes, at, &mut mantissa);
         if int == 0 || (int > 1 && bytes[at] == b'0') {
             return None;
@@ -124,8 +200,9 @@ impl<'de> Scanner<'de> {
             }
             at += 1 + fraction;
         }
+        let mut plain = int + fraction <= U64_DIGITS && mantissa < 1 << 53;
         if matches!(bytes.get(at), Some(b'e' | b'E')) {
-            mantissa = None;
+            plain = false;
             at += 1;
             if matches!(bytes.get(at), Some(b'+' | b'-')) {
                 at += 1;
@@ -137,7 +214,7 @@ impl<'de> Scanner<'de> {
             at += exp;
         }
         self.at = at;
-        let exact = mantissa.and_then(|m| Some(m as f64 / EXACT_POWERS_OF_TEN.get(fraction)?));
+        let exact = EXACT_POWERS_OF_TEN.get(fraction).filter(|_| plain).map(|&scale| mantissa as f64 / scale);
         Some((self.text.get(start..at)?, exact.map(|v| if negative { -v } else { v })))
     }
 
@@ -173,13 +250,22 @@ impl<'de> Scanner<'de> {
         if self.eat(b'}').is_some() {
             return Some(());
         }
+        let mut expected = 0;
         loop {
-            let name = self.string()?;
-            self.skip_ws();
-            self.eat(b':')?;
+            let from = expected.min(FEATURE_KEYS.len() - 1);
+            let key = match self.predicted(&FEATURE_KEYS[from..], |k| k) {
+                Some((skipped, _)) => {
+                    expected = from + skipped + 1;
+                    FeatureKey::Own(from + skipped)
+                }
+                None => FeatureKey::Named(self.key()?),
+            };
             self.skip_ws();
             let value = self.number_or_null()?.unwrap_or(f64::NAN);
-            store_feature(name, value, extras, extra_out, own);
+            match key {
+                FeatureKey::Own(column) => own[column] = value,
+                FeatureKey::Named(name) => store_feature(name, value, extras, extra_out, own),
+            }
             self.skip_ws();
             if self.eat(b'}').is_some() {
                 return Some(());
@@ -365,6 +451,9 @@ mod tests {
         assert_eq!(exact_decimal("9007199254740993"), None);
         assert_eq!(exact_decimal("1e5"), None);
         assert_eq!(exact_decimal("0.00000000000000000000001"), None);
+        // 2^64 + 1 and 2^53 + 1 spelt with 19 digits: the folded value wraps or is inexact.
+        assert_eq!(exact_decimal("18446744073709551617"), None);
+        assert_eq!(exact_decimal("9.007199254740993000"), None);
     }
 
     #[test]
@@ -377,6 +466,17 @@ mod tests {
         assert_eq!(fields.own[..3], [32.83, 16.0, 10.74]);
         assert!(out[0].is_nan());
         assert_eq!(out[1], -0.001);
+        // Keys in the expected order, with optional ones left out, out of order, or spaced: read
+        // by prediction or by the general path, the same fields either way.
+        for scanned in [
+            r#"{"eventId":"e","timestamp":5,"userId":"u","features":{"amount":1,"hour_of_day":2,"location_distance":3,"days_since_last_txn":4},"label":1}"#,
+            r#"{"eventId":"e","timestamp":5,"features":{"hour_of_day":2,"days_since_last_txn":4},"userId":"u"}"#,
+            r#"{"userId":"u","eventId":"e","timestamp":5,"features":{"days_since_last_txn":4,"amount":1,"v1":7}}"#,
+            r#"{ "eventId" : "e", "timestamp":5, "userId" :"u", "features": {"amount" :1, "hour_of_day": 2} }"#,
+            r#"{"features":{"hour_of_day":0,"days_since_last_txn":1,"days_since_last_txn":2},"label":0,"label":1}"#,
+        ] {
+            assert!(check(scanned).expect("agrees"), "{scanned}");
+        }
         for deferred in [
             r#"{"eventId":"e\"1","userId":"u","timestamp":1,"features":{"amount":1}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1},"tags":["a"]}"#,

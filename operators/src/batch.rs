@@ -26,6 +26,15 @@ impl TextRef {
         TextRef { start, len: text.len() as u32 }
     }
 
+    /// Where `part` is in the arena when `self` holds a copy of `whole` and `part` is a slice
+    /// of `whole` (a field of a record whose line was just pushed needs no copy of its own);
+    /// `None` when `part` lies elsewhere (e.g. an unescaped copy).
+    pub fn within(self, whole: &str, part: &str) -> Option<TextRef> {
+        let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        (offset + part.len() <= whole.len())
+            .then_some(TextRef { start: self.start + offset as u32, len: part.len() as u32 })
+    }
+
     /// The text in `arena`.
     pub fn str(self, arena: &str) -> &str {
         &arena[self.start as usize..(self.start + self.len) as usize]

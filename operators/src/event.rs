@@ -337,13 +337,15 @@ fn validate(
     let batch = &mut batches[owner_worker(key, batches.len())];
     batch.extras.extend_from_slice(extras);
     let text = &mut batch.text;
+    let raw_ref = TextRef::push(text, raw);
+    let mut field = |value: &str| raw_ref.within(raw, value).unwrap_or_else(|| TextRef::push(text, value));
     batch.events.push(ParsedEvent {
         origin,
         user_key: key,
         id_hash: event_id_hash(&event_id),
-        event_id: TextRef::push(text, &event_id),
-        user_id: TextRef::push(text, &user_id),
-        raw: TextRef::push(text, raw),
+        event_id: field(&event_id),
+        user_id: field(&user_id),
+        raw: raw_ref,
         timestamp_ms,
         own: fields.own,
         hour,
@@ -388,10 +390,34 @@ mod tests {
     }
 
     #[test]
+    fn each_event_of_a_batch_keeps_its_own_texts() {
+        let mut batches = [EventBatch::default()];
+        let mut parser = EventParser::new(ExtraFeatures::new(Vec::new()));
+        let lines = [
+            r#"{"eventId":"a1","userId":"ua","timestamp":1,"features":{"amount":1}}"#,
+            r#"{"eventId":"b\u0032","userId":"ub","timestamp":2,"features":{"amount":2}}"#,
+            r#"{"eventId":"c3","userId":"uc","timestamp":3,"features":{"amount":3}}"#,
+        ];
+        for (i, line) in lines.iter().enumerate() {
+            parser.parse_into(line.as_bytes(), Origin { partition: 0, position: i as u64 }, &mut batches, 0);
+        }
+        let batch = &batches[0];
+        let texts: Vec<_> = batch
+            .events
+            .iter()
+            .map(|e| (e.event_id.str(&batch.text), e.user_id.str(&batch.text), e.raw.str(&batch.text)))
+            .collect();
+        assert_eq!(texts, [("a1", "ua", lines[0]), ("b2", "ub", lines[1]), ("c3", "uc", lines[2])]);
+    }
+
+    #[test]
     fn epoch_ms_escapes_and_missing_optionals() {
-        let batch = parse(r#"{"eventId":"e\"1","userId":"u","timestamp":3600000,"features":{"amount":1}}"#);
+        let line = r#"{"eventId":"e\"1","userId":"u","timestamp":3600000,"features":{"amount":1}}"#;
+        let batch = parse(line);
         let e = batch.events[0];
         assert_eq!(e.event_id.str(&batch.text), "e\"1");
+        assert_eq!(e.user_id.str(&batch.text), "u");
+        assert_eq!(e.raw.str(&batch.text), line);
         assert_eq!(e.hour, 1);
         assert!(e.own[1].is_nan() && e.own[2].is_nan() && e.own[3].is_nan());
         assert_eq!(e.label, -1);

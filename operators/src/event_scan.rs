@@ -2,7 +2,8 @@
 //!
 //! Almost every record is a flat object of unescaped strings and plain numbers with one
 //! `features` object of numbers. Such a record is read here in one pass over the bytes, with
-//! fewer instructions than the generic serde walk (a parse costs 16 % fewer). Anything else — escapes, nested values outside
+//! fewer instructions than the generic serde walk (callgrind, 100k records: 550M with the serde
+//! walk alone, 335M now). Anything else — escapes, nested values outside
 //! `features`, a value of the wrong type, an out-of-range number or timestamp, trailing bytes —
 //! makes the scan give up (`None`), and the record goes through the serde walk, which then
 //! decides it and names the error. So the scan never has to produce an error message, and what
@@ -441,6 +442,13 @@ mod tests {
             let got = exact_decimal(&token);
             prop_assert!(got.is_none_or(|v| v.to_bits() == expected.to_bits()), "{token}: {got:?} vs {expected}");
         }
+    }
+
+    #[test]
+    fn predicted_feature_keys_are_the_own_feature_names() {
+        let quoted: Vec<String> = crate::features::OWN_FEATURE_NAMES.iter().map(|n| format!("\"{n}\":")).collect();
+        let keys: Vec<String> = FEATURE_KEYS.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        assert_eq!(keys, quoted);
     }
 
     #[test]

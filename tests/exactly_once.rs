@@ -136,6 +136,7 @@ fn a_restarted_transactional_producers_commits_are_visible_past_its_aborted_tran
     let crashed = transactional("restarted");
     crashed.send(BaseRecord::<(), _>::to(DECISIONS).partition(0).payload("aborted")).unwrap();
     crashed.flush(TIMEOUT).unwrap();
+    // Forgotten, not dropped: like a crash, it ends nothing, and the restart must abort it.
     std::mem::forget(crashed);
     let restarted = transactional("restarted");
     let reader: BaseConsumer = ClientConfig::new()

@@ -4,7 +4,7 @@
 #
 # Usage: scripts/noida-db.sh install
 #   install   build and cargo-install the fixed noida-db, unless `noida-db --version` already
-#             names the fix (~13 min cold); replaces an unfixed noida-db
+#             names the fix (a few minutes cold); replaces an unfixed noida-db
 #
 # The fix (scripts/noida-db/aborted-transactions.patch): a fetch reports only the aborted
 # transactions whose abort marker is at or past its fetch offset, as Kafka does. Unfixed, every

@@ -203,7 +203,7 @@ fn a_checkpoint_of_one_worker_restores_onto_two_processes() {
     let (out, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
     let mut child = spawn_checkpointing(&input, &out, &checkpoints, 1, 30_000, Stdio::null());
     assert!(kill_when(&mut child, &out, 10_000, &checkpoints, None), "the job finished before it could be killed");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = support::free_port_block(2);
     let output = Command::new("bash")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("scripts/launch.sh")

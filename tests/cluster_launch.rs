@@ -21,22 +21,10 @@ fn launch(processes: usize, workers: usize) -> Command {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/launch.sh"))
         .args(["-n", &processes.to_string(), "-w", &workers.to_string()])
-        .args(["--port", &free_port_block(processes).to_string()])
+        .args(["--port", &support::free_port_block(processes as u16).to_string()])
         .args(["--bin", env!("CARGO_BIN_EXE_vigil")])
         .env("RUST_LOG", "warn");
     command
-}
-
-/// A base port whose next `count` ports were free a moment ago.
-fn free_port_block(count: usize) -> u16 {
-    loop {
-        let base = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let Some(last) = base.checked_add(count as u16) else { continue };
-        let all_free = (base..last).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
 }
 
 fn succeeded(output: Output, what: &str) -> String {

@@ -53,6 +53,24 @@ impl Drop for Job {
     }
 }
 
+/// A base port whose next `count` ports were free a moment ago, for a local cluster. Chosen
+/// below Linux's ephemeral range (32768 and up): the outgoing connections of concurrent tests
+/// (Kafka clients, for one) take their local ports from that range, so a port found free there
+/// can be taken before a cluster process binds it. Successive calls start at different places.
+pub fn free_port_block(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() as u16)
+        .wrapping_mul(97)
+        .wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(211));
+    (0..SPAN / count)
+        .map(|i| LOW + start.wrapping_add(i * count) % (SPAN - count))
+        .find(|&base| (base..base + count).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()))
+        .unwrap_or_else(|| panic!("no {count} consecutive free ports between {LOW} and {}", LOW + SPAN))
+}
+
 /// The JSON records of a JSON-lines file (an output of vigil).
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap();

@@ -27,11 +27,11 @@ use crate::offsets::PartitionOffsets;
 use crate::user_state::UserState;
 
 /// First bytes of every part file (format version in the last byte).
-const PART_MAGIC: &[u8; 8] = b"VIGILCK1";
+const PART_MAGIC: &[u8; 8] = b"VIGILCK2";
 /// Name of the file that completes a checkpoint.
 const MANIFEST: &str = "MANIFEST";
 /// Version of the manifest format.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// What restores a job to where a checkpoint was taken, beyond the users themselves.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ pub mod offsets;
 pub mod operator_timing;
 pub mod prefetch;
 pub mod reasons;
+mod ring;
 pub mod source;
 pub mod time;
 pub mod training;

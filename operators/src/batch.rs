@@ -100,6 +100,9 @@ pub struct EventBatch {
     pub dest: u32,
     /// Nanoseconds since the job's clock origin when the source read the batch.
     pub ingest_ns: u64,
+    /// Each event's own ingest instant, on the same clock, when the source knows it per event
+    /// (Kafka: the message's produce time); empty means `ingest_ns` for every event.
+    pub event_ingest_ns: Vec<u64>,
     pub text: String,
     pub events: Vec<ParsedEvent>,
     /// Extra features, `extra_count` per event, in event order.

@@ -261,14 +261,25 @@ impl EventParser {
     }
 
     /// Parses one record: an event goes to `batches[owner of its user]`, a bad record to
-    /// `batches[local]` as a dead letter with the reason.
-    pub fn parse_into(&mut self, raw: &[u8], origin: Origin, batches: &mut [EventBatch], local: usize) {
-        if let Err(reason) = self.try_parse(raw, origin, batches) {
-            batches[local].dead.push(DeadLetter::new(raw, reason, origin));
+    /// `batches[local]` as a dead letter with the reason. Returns the index of the batch that
+    /// received the event (None for a dead letter), for sources that stamp events one by one.
+    pub fn parse_into(
+        &mut self,
+        raw: &[u8],
+        origin: Origin,
+        batches: &mut [EventBatch],
+        local: usize,
+    ) -> Option<usize> {
+        match self.try_parse(raw, origin, batches) {
+            Ok(dest) => Some(dest),
+            Err(reason) => {
+                batches[local].dead.push(DeadLetter::new(raw, reason, origin));
+                None
+            }
         }
     }
 
-    fn try_parse(&mut self, raw: &[u8], origin: Origin, batches: &mut [EventBatch]) -> Result<(), String> {
+    fn try_parse(&mut self, raw: &[u8], origin: Origin, batches: &mut [EventBatch]) -> Result<usize, String> {
         if raw.len() > MAX_EVENT_BYTES {
             return Err(format!("event is {} bytes, more than the 1 MiB limit", raw.len()));
         }
@@ -315,7 +326,7 @@ fn validate(
     origin: Origin,
     extras: &[f64],
     batches: &mut [EventBatch],
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let event_id = non_empty("eventId", fields.event_id)?;
     let user_id = non_empty("userId", fields.user_id)?;
     let timestamp_ms = fields.timestamp.ok_or("missing timestamp")?;
@@ -334,7 +345,8 @@ fn validate(
         return Err("features.hour_of_day: must be in [0, 24)".to_owned());
     };
     let key = user_key(&user_id);
-    let batch = &mut batches[owner_worker(key, batches.len())];
+    let dest = owner_worker(key, batches.len());
+    let batch = &mut batches[dest];
     batch.extras.extend_from_slice(extras);
     let text = &mut batch.text;
     let raw_ref = TextRef::push(text, raw);
@@ -351,7 +363,7 @@ fn validate(
         hour,
         label: fields.label,
     });
-    Ok(())
+    Ok(dest)
 }
 
 #[cfg(test)]

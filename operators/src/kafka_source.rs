@@ -253,11 +253,24 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The ingest instant, on [`now_ns`]'s clock, of a message produced at `produced_ms` (Unix
-/// milliseconds): latency is then measured from produce time, not from when vigil read it.
-fn ingest_ns_of(produced_ms: i64) -> u64 {
-    let age_ms = (unix_ms() as i64).saturating_sub(produced_ms).max(0) as u64;
-    now_ns().saturating_sub(age_ms * 1_000_000)
+/// Maps produce timestamps (Unix milliseconds) onto [`now_ns`]'s clock, read once per poll
+/// round: latency is then measured from each message's produce time, not from when vigil
+/// read it.
+struct ProduceClock {
+    now_ns: u64,
+    unix_ms: i64,
+}
+
+impl ProduceClock {
+    fn now() -> Self {
+        ProduceClock { now_ns: now_ns(), unix_ms: unix_ms() as i64 }
+    }
+
+    /// The ingest instant of a message produced at `produced_ms` (now if it has no timestamp).
+    fn ingest_ns(&self, produced_ms: Option<i64>) -> u64 {
+        let age_ms = produced_ms.map_or(0, |p| self.unix_ms.saturating_sub(p).max(0) as u64);
+        self.now_ns.saturating_sub(age_ms * 1_000_000)
+    }
 }
 
 /// Builds this worker's Kafka source over `consumer`, noting emitted offsets in `ledger`.
@@ -297,8 +310,11 @@ pub fn kafka_source<'s>(
                 activator.activate_after(IDLE_POLL);
                 return;
             }
-            let mut batches: Vec<EventBatch> = (0..peers).map(|dest| sizes.batch(dest, 0)).collect();
-            let mut oldest_produced_ms = i64::MAX;
+            let clock = ProduceClock::now();
+            let mut batches: Vec<EventBatch> = (0..peers).map(|dest| sizes.batch(dest, clock.now_ns)).collect();
+            for batch in &mut batches {
+                batch.event_ingest_ns.reserve(batch.events.capacity());
+            }
             let mut read = 0;
             while read < cfg.batch_len {
                 let message = match consumer.consumer.poll(Duration::ZERO) {
@@ -311,12 +327,12 @@ pub fn kafka_source<'s>(
                 };
                 let origin = Origin { partition: message.partition() as u32, position: message.offset() as u64 };
                 let dead_before = batches[index].dead.len();
-                parser.parse_into(message.payload().unwrap_or_default(), origin, &mut batches, index);
+                let parsed = parser.parse_into(message.payload().unwrap_or_default(), origin, &mut batches, index);
+                if let Some(dest) = parsed {
+                    batches[dest].event_ingest_ns.push(clock.ingest_ns(message.timestamp().to_millis()));
+                }
                 if let (Some(dead), Some(key)) = (batches[index].dead.get_mut(dead_before), message.key()) {
                     dead.key = Some(String::from_utf8_lossy(key).into_owned());
-                }
-                if let Some(produced_ms) = message.timestamp().to_millis() {
-                    oldest_produced_ms = oldest_produced_ms.min(produced_ms);
                 }
                 ledger.record(epoch, message.partition(), message.offset());
                 if let Some(stop_at) = cfg.stop_at.as_mut() {
@@ -328,11 +344,8 @@ pub fn kafka_source<'s>(
             }
             if read > 0 {
                 sizes.remember(&batches);
-                let ingest_ns =
-                    if oldest_produced_ms == i64::MAX { now_ns() } else { ingest_ns_of(oldest_produced_ms) };
                 let mut session = output.session(&*cap);
-                for mut batch in batches.into_iter().filter(|b| !b.events.is_empty() || !b.dead.is_empty()) {
-                    batch.ingest_ns = ingest_ns;
+                for batch in batches.into_iter().filter(|b| !b.events.is_empty() || !b.dead.is_empty()) {
                     session.give(batch);
                 }
             }

@@ -168,7 +168,7 @@ impl KeyedState {
             own: event.own,
             label: event.label,
             late,
-            ingest_ns: batch.ingest_ns,
+            ingest_ns: batch.event_ingest_ns.get(index).copied().unwrap_or(batch.ingest_ns),
         });
         out.windows.push(features);
         let n = self.cfg.extra_count;
@@ -446,5 +446,20 @@ mod tests {
             assert_eq!(users, original.users.len(), "{workers} workers took every user once");
             assert_eq!(features(&scored), expected, "{workers} workers");
         }
+    }
+
+    /// Rows carry their own event's ingest instant when the source stamped events one by one
+    /// (Kafka), and the batch's otherwise, whatever order the epoch sorts them into.
+    #[test]
+    fn rows_take_per_event_ingest_times_when_the_source_has_them() {
+        let lines = Generator::lines(GeneratorConfig { events: 3, users: 3, seed: 1, ..GeneratorConfig::default() });
+        let stamps = |scored: &ScoredBatch| -> Vec<u64> { scored.rows.iter().map(|r| r.ingest_ns).collect() };
+        let mut stamped = batches(&lines, 0, 1);
+        stamped[0].ingest_ns = 7;
+        let mut state = KeyedState::new(WindowConfig::default());
+        assert_eq!(stamps(&state.process_epoch(&mut stamped.clone())), [7, 7, 7]);
+        stamped[0].event_ingest_ns = vec![30, 10, 20];
+        let mut state = KeyedState::new(WindowConfig::default());
+        assert_eq!(stamps(&state.process_epoch(&mut stamped)), [30, 10, 20]);
     }
 }

@@ -39,6 +39,12 @@ impl Pacer {
         Pacer { rate, start: Instant::now() }
     }
 
+    /// Restarts the schedule so that `done` events are due now.
+    fn restart_after(&mut self, done: u64) {
+        let behind = self.rate.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(done as f64 / rate));
+        self.start = Instant::now().checked_sub(behind).unwrap_or_else(Instant::now);
+    }
+
     /// Sleeps until `done` events are due.
     fn wait(&self, done: u64) {
         if let Some(rate) = self.rate {
@@ -78,7 +84,7 @@ fn write_lines(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Re
 }
 
 /// Produces the events to `--topic`, keyed by userId, at `--rate`.
-fn produce(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Result<()> {
+fn produce(args: &GenArgs, cfg: GeneratorConfig, mut pacer: Pacer) -> anyhow::Result<()> {
     let settings = KafkaSettings {
         brokers: args.brokers.clone().unwrap_or_else(|| DEFAULT_BROKERS.to_owned()),
         group: "vigil-gen".to_owned(),
@@ -119,6 +125,15 @@ fn produce(args: &GenArgs, cfg: GeneratorConfig, pacer: Pacer) -> anyhow::Result
         }
         line.clear();
         sent += 1;
+        if sent == 1 {
+            // An idempotent producer sends nothing until the broker has given it a producer
+            // id (about 1 s with nisshi): the first event waits for that here, so the paced
+            // stream starts once the producer can deliver instead of as a 1 s burst behind.
+            producer
+                .flush(Duration::from_secs(600))
+                .context("waiting for the broker to acknowledge the first event")?;
+            pacer.restart_after(sent);
+        }
         if sent.is_multiple_of(4096) {
             progress.set(sent);
         }

@@ -108,7 +108,7 @@ pub struct RunArgs {
     /// Add the model inputs to each decision record.
     #[arg(long)]
     pub emit_features: bool,
-    /// Events per epoch (latency/throughput trade-off; default 4096, or ~10 ms of --rate).
+    /// Events per epoch (latency/throughput trade-off; default 2048, or ~10 ms of --rate).
     #[arg(long)]
     pub block_len: Option<usize>,
     /// Offered load in events/s (default: as fast as possible).

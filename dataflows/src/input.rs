@@ -123,8 +123,8 @@ impl JobInput {
                 let consumer = Rc::new(consumer);
                 let ledger = Rc::new(RefCell::new(OffsetLedger::default()));
                 let source_cfg = KafkaSourceConfig {
-                    batch_len: cfg.block_len,
-                    max_open_messages: cfg.block_len as u64 * cfg.max_in_flight,
+                    batch_len: KAFKA_POLL_BATCH,
+                    max_open_messages: KAFKA_POLL_BATCH as u64 * cfg.max_in_flight,
                     stop: cfg.stop,
                     probe: cfg.probe,
                     stop_at,
@@ -141,6 +141,11 @@ impl JobInput {
     }
 }
 
+/// Messages a Kafka worker reads per poll round; times `max_in_flight`, the messages it may
+/// have undelivered. Kafka epochs are wall-clock milliseconds, not blocks, so `block_len`
+/// does not apply: reading 2048 per round cost ~15 % of the backlog throughput through nisshi.
+const KAFKA_POLL_BATCH: usize = 4096;
+
 /// Sizes that trade latency for throughput.
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
@@ -154,6 +159,6 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { block_len: 4096, max_in_flight: 8, rate: None }
+        Tuning { block_len: 2048, max_in_flight: 8, rate: None }
     }
 }

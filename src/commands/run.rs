@@ -139,7 +139,7 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// Epoch size and offered load: with `--rate`, epochs default to ~10 ms of input so pacing
-/// does not add a whole 4096-event block of latency.
+/// does not add a whole 2048-event block of latency.
 fn tuning(args: &RunArgs) -> Result<Tuning, UsageError> {
     let defaults = Tuning::default();
     positive_rate(args.rate)?;

@@ -62,14 +62,21 @@ pub struct OutputFiles {
 
 impl OutputFiles {
     /// Creates (truncates) `decisions.jsonl`, `alerts.jsonl`, `dead-letters.jsonl` in `dir`,
-    /// named `decisions-pI.jsonl` etc. for process I of a multi-process cluster (`process`),
-    /// so that processes sharing a directory never write the same file. With `append` (a job
-    /// restored from a checkpoint) existing files are continued instead, after cutting off a
-    /// line left half-written by a crash.
-    pub fn create(dir: &Path, process: Option<usize>, append: bool) -> std::io::Result<OutputFiles> {
+    /// named `decisions-pI.jsonl` etc. for process I of a multi-process cluster (`cluster`:
+    /// process I of N), so that processes sharing a directory never write the same file. With
+    /// `append` (a job restored from a checkpoint) existing files are continued instead, after
+    /// cutting off a line left half-written by a crash; the first process also cuts such a line
+    /// from the files of a job of another shape that nobody continues (a checkpoint of one
+    /// process restored onto two leaves the one's `decisions.jsonl` as it was killed).
+    pub fn create(dir: &Path, cluster: Option<(usize, usize)>, append: bool) -> std::io::Result<OutputFiles> {
         std::fs::create_dir_all(dir)?;
-        let suffix = process.map(|i| format!("-p{i}")).unwrap_or_default();
-        let paths = ["decisions", "alerts", "dead-letters"].map(|n| dir.join(format!("{n}{suffix}.jsonl")));
+        if append && cluster.is_none_or(|(process, _)| process == 0) {
+            for leftover in outputs_of_other_shapes(dir, cluster.map_or(1, |(_, processes)| processes))? {
+                drop(open_after_last_line(&leftover)?);
+            }
+        }
+        let suffix = cluster.map(|(i, _)| format!("-p{i}")).unwrap_or_default();
+        let paths = OUTPUT_NAMES.map(|n| dir.join(format!("{n}{suffix}.jsonl")));
         let open = |p: &Path| -> std::io::Result<Mutex<BufWriter<File>>> {
             let file = match append {
                 true => open_after_last_line(p)?,
@@ -107,6 +114,31 @@ impl OutputFiles {
         }
         Ok(())
     }
+}
+
+/// The kinds of output file, as their names begin.
+const OUTPUT_NAMES: [&str; 3] = ["decisions", "alerts", "dead-letters"];
+
+/// Output files in `dir` that a job of `processes` processes does not write: the unsuffixed
+/// ones when it is a cluster, and those of processes it does not have.
+fn outputs_of_other_shapes(dir: &Path, processes: usize) -> std::io::Result<Vec<PathBuf>> {
+    let mut leftovers = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".jsonl")) else {
+            continue;
+        };
+        let Some(suffix) = OUTPUT_NAMES.iter().find_map(|name| stem.strip_prefix(name)) else { continue };
+        let written_now = match suffix.strip_prefix("-p").map(str::parse::<usize>) {
+            None if suffix.is_empty() => processes == 1,
+            Some(Ok(process)) => processes > 1 && process < processes,
+            _ => continue,
+        };
+        if !written_now {
+            leftovers.push(path);
+        }
+    }
+    Ok(leftovers)
 }
 
 /// Creates `path` as a new file, removing an old one first instead of truncating it: ext4
@@ -238,6 +270,26 @@ mod tests {
             drop(file);
             assert_eq!(std::fs::read(&path).unwrap(), [kept, b"{\"c\":3}\n"].concat(), "{before:?}");
         }
+    }
+
+    /// A restored cluster's first process repairs the killed one-process job's files (and only
+    /// the first, so no two processes touch one file); its own files start empty.
+    #[test]
+    fn a_restored_cluster_cuts_half_lines_from_the_files_of_another_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let torn = b"{\"a\":1}\n{\"b\":".as_slice();
+        for name in ["decisions.jsonl", "alerts-p2.jsonl", "dead-letters-p1.jsonl", "notes.jsonl"] {
+            std::fs::write(dir.path().join(name), torn).unwrap();
+        }
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        drop(OutputFiles::create(dir.path(), Some((1, 2)), true).unwrap());
+        assert_eq!(read("decisions.jsonl"), torn, "only process 0 repairs others' files");
+        assert_eq!(read("dead-letters-p1.jsonl"), b"{\"a\":1}\n", "process 1 continues its own file");
+        drop(OutputFiles::create(dir.path(), Some((0, 2)), true).unwrap());
+        assert_eq!(read("decisions.jsonl"), b"{\"a\":1}\n");
+        assert_eq!(read("alerts-p2.jsonl"), b"{\"a\":1}\n", "no process 2 in this cluster");
+        assert_eq!(read("notes.jsonl"), torn, "not an output of vigil");
+        assert!(read("decisions-p0.jsonl").is_empty());
     }
 
     #[test]

@@ -119,9 +119,10 @@ pub fn state_rules(lateness: Option<&str>) -> Result<StateRules, UsageError> {
     Ok(rules)
 }
 
-/// This process's index when it is one of several in a timely cluster.
-fn cluster_process(cluster: &ClusterArgs) -> Option<usize> {
-    (cluster.processes.unwrap_or(1) > 1).then(|| cluster.process.unwrap_or(0))
+/// This process's index and the process count when it is one of several in a timely cluster.
+fn cluster_process(cluster: &ClusterArgs) -> Option<(usize, usize)> {
+    let processes = cluster.processes.unwrap_or(1);
+    (processes > 1).then(|| (cluster.process.unwrap_or(0), processes))
 }
 
 /// Installs SIGINT/SIGTERM handling: the first signal asks the job to drain and stop; a second

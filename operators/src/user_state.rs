@@ -262,11 +262,11 @@ impl UserState {
     /// Position in `events` of absolute index `index`.
     #[inline]
     fn position(&self, index: u32) -> usize {
-        index.wrapping_sub(self.first_index) as usize
+        position_of(index, self.first_index)
     }
 
     fn at(&self, index: u32) -> &Retained {
-        self.events.get(self.position(index))
+        event_at(&self.events, self.first_index, index)
     }
 
     fn end_index(&self) -> u32 {
@@ -510,19 +510,13 @@ impl UserState {
                 *max = amount;
             }
         }
-        while self.amount_candidates.back().is_some_and(|&c| self.at(c).amount() <= amount) {
-            self.amount_candidates.pop_back();
-        }
-        self.amount_candidates.push_back(index);
+        push_candidate(&mut self.amount_candidates, &self.events, self.first_index, index, Retained::amount);
         let location = obs.location_distance;
         if !location.is_nan() {
             if self.location_candidates.is_empty() || location >= self.max_location {
                 self.max_location = location;
             }
-            while self.location_candidates.back().is_some_and(|&c| self.at(c).location() <= location) {
-                self.location_candidates.pop_back();
-            }
-            self.location_candidates.push_back(index);
+            push_candidate(&mut self.location_candidates, &self.events, self.first_index, index, Retained::location);
         }
     }
 
@@ -609,18 +603,17 @@ impl UserState {
         let week_from = self.position(self.window_start[WEEK]);
         for position in 0..len {
             let index = self.first_index.wrapping_add(position as u32);
-            let e = *self.events.get(position);
             if position >= week_from {
-                while self.amount_candidates.back().is_some_and(|&c| self.at(c).amount() <= e.amount()) {
-                    self.amount_candidates.pop_back();
-                }
-                self.amount_candidates.push_back(index);
+                push_candidate(&mut self.amount_candidates, &self.events, self.first_index, index, Retained::amount);
             }
-            if !e.location().is_nan() {
-                while self.location_candidates.back().is_some_and(|&c| self.at(c).location() <= e.location()) {
-                    self.location_candidates.pop_back();
-                }
-                self.location_candidates.push_back(index);
+            if !self.events.get(position).location().is_nan() {
+                push_candidate(
+                    &mut self.location_candidates,
+                    &self.events,
+                    self.first_index,
+                    index,
+                    Retained::location,
+                );
             }
         }
         if let Some(&front) = self.location_candidates.front() {
@@ -691,6 +684,34 @@ impl UserState {
         }
         self.tidy_extras();
     }
+}
+
+/// Position in the buffer of absolute index `index`, the buffer starting at `first_index`.
+#[inline]
+fn position_of(index: u32, first_index: u32) -> usize {
+    index.wrapping_sub(first_index) as usize
+}
+
+fn event_at(events: &Ring<Retained>, first_index: u32, index: u32) -> &Retained {
+    events.get(position_of(index, first_index))
+}
+
+/// Appends the buffered event at absolute `index` to a suffix-maximum candidate list, first
+/// dropping the candidates whose `value` it equals or exceeds (they can no longer be a
+/// maximum of any suffix that holds it). A free function so that it can read `events` while
+/// a field beside it is borrowed for update.
+fn push_candidate(
+    candidates: &mut Ring<u32>,
+    events: &Ring<Retained>,
+    first_index: u32,
+    index: u32,
+    value: fn(&Retained) -> f64,
+) {
+    let new = value(event_at(events, first_index, index));
+    while candidates.back().is_some_and(|&c| value(event_at(events, first_index, c)) <= new) {
+        candidates.pop_back();
+    }
+    candidates.push_back(index);
 }
 
 fn clock_hour(ts: i64) -> i64 {

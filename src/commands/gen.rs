@@ -28,7 +28,11 @@ pub fn execute(args: GenArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Holds a producer to an offered load.
+/// The shortest sleep of a paced producer: events due within it are sent at once. Sleeping
+/// before every event (20 µs apart at 50,000 events/s) costs a core in wake-ups alone.
+const PACE_TICK: Duration = Duration::from_millis(1);
+
+/// Holds a producer to an offered load, to within [`PACE_TICK`].
 struct Pacer {
     rate: Option<f64>,
     start: Instant,
@@ -45,11 +49,11 @@ impl Pacer {
         self.start = Instant::now().checked_sub(behind).unwrap_or_else(Instant::now);
     }
 
-    /// Sleeps until `done` events are due.
+    /// Sleeps until `done` events are due, unless they are due within a tick.
     fn wait(&self, done: u64) {
         if let Some(rate) = self.rate {
             let due = Duration::from_secs_f64(done as f64 / rate);
-            if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+            if let Some(ahead) = due.checked_sub(self.start.elapsed()).filter(|ahead| *ahead >= PACE_TICK) {
                 std::thread::sleep(ahead);
             }
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use operators::checkpoint::CheckpointStore;
 use operators::checkpointing::{worker_checkpoints, CheckpointConfig, SourceBarriers};
 use operators::decide::{DecideExt, DecisionPolicy};
@@ -78,6 +79,8 @@ const LAG_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct ScoringReport {
     pub stats: RunStats,
+    /// Ingest → broker acknowledgement of each decision, microseconds (Kafka sink only).
+    pub delivered_us: Option<Histogram<u64>>,
     pub state: StateReport,
     pub elapsed: Duration,
     pub model_version: String,
@@ -150,6 +153,10 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
     let started = Instant::now();
     let worker_stats = Arc::clone(&stats);
     let worker_state = Arc::clone(&state);
+    let producer = match &job.output {
+        Output::Kafka(producer) => Some(Arc::clone(producer)),
+        Output::Files(_) | Output::Discard => None,
+    };
     let guards = timely::execute(timely_config, move |worker| {
         let telemetry = &job.telemetry;
         let timing =
@@ -262,5 +269,6 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
     let elapsed = started.elapsed();
     let stats = std::mem::take(&mut *stats.lock().unwrap_or_else(|p| p.into_inner()));
     let state = *state.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(ScoringReport { stats, state, elapsed, model_version, threshold })
+    let delivered_us = producer.map(|p| p.delivered_latency());
+    Ok(ScoringReport { stats, delivered_us, state, elapsed, model_version, threshold })
 }

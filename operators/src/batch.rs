@@ -200,6 +200,9 @@ pub struct OutputChunk {
     pub counts: OutputCounts,
     /// Ingest→decision latency of each decision, nanoseconds.
     pub latencies_ns: Vec<u64>,
+    /// When the chunk was rendered ([`crate::clock::now_ns`]): a decision's ingest instant is
+    /// this less its latency.
+    pub rendered_ns: u64,
     /// Event time of each decision (its lag behind the wall clock is a metric).
     pub event_times_ms: Vec<i64>,
     /// Lines answering HTTP detect requests.

@@ -42,6 +42,7 @@ impl DecisionPolicy {
         let per_event_ms =
             if batch.rows.is_empty() { 0.0 } else { batch.infer_ns as f64 / 1e6 / batch.rows.len() as f64 };
         let now = now_ns();
+        chunk.rendered_ns = now;
         let mut inference_ms = Vec::with_capacity(24);
         write_f64(&mut inference_ms, per_event_ms);
         // Rows of one source block share their ingest time, hence their latency text.

@@ -18,20 +18,22 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hdrhistogram::Histogram;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
-use crate::batch::{OutputChunk, TextRef};
-use crate::file_sink::RunStats;
+use crate::batch::OutputChunk;
+use crate::clock::WallClock;
+use crate::file_sink::{new_latency_histogram, RunStats};
 use crate::kafka_client::{KafkaSettings, LoggingContext};
 use crate::offsets::PartitionOffsets;
 
@@ -65,13 +67,32 @@ fn unpack(opaque: usize) -> (usize, u64) {
 /// Counts are signed because an acknowledgement can arrive (on the producer's thread) before
 /// the sending side has added the batch it belongs to; an epoch is settled when its count is
 /// back to zero, and the sink only asks after adding.
-#[derive(Default)]
 struct Deliveries {
     in_flight: Mutex<BTreeMap<(usize, u64), i64>>,
     failure: Mutex<Option<String>>,
+    /// Ingest time (a decision message's Kafka timestamp) → broker acknowledgement of each
+    /// decision, microseconds.
+    delivered_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            in_flight: Mutex::default(),
+            failure: Mutex::default(),
+            delivered_us: Mutex::new(new_latency_histogram()),
+        }
+    }
 }
 
 impl Deliveries {
+    /// Records the delivery of a decision stamped with Unix time `stamp_ms` at Unix time
+    /// `now_us`.
+    fn delivered(&self, stamp_ms: i64, now_us: i64) {
+        let latency_us = now_us.saturating_sub(stamp_ms.saturating_mul(1000)).max(1) as u64;
+        self.delivered_us.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(latency_us);
+    }
+
     fn add(&self, worker: usize, epoch: u64, messages: i64) {
         if messages == 0 {
             return;
@@ -89,6 +110,7 @@ impl Deliveries {
 struct DeliveryContext {
     logging: LoggingContext,
     deliveries: Arc<Deliveries>,
+    decisions_topic: String,
 }
 
 impl ClientContext for DeliveryContext {
@@ -106,9 +128,14 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         match result {
-            Ok(_) => {
+            Ok(message) => {
                 let (worker, epoch) = unpack(opaque);
                 self.deliveries.add(worker, epoch, -1);
+                if let Some(stamp_ms) = message.timestamp().to_millis() {
+                    if message.topic() == self.decisions_topic {
+                        self.deliveries.delivered(stamp_ms, unix_us());
+                    }
+                }
             }
             Err((error, _)) => {
                 let mut failure = self.deliveries.failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,7 +215,11 @@ impl KafkaProducer {
 
     fn create(settings: &KafkaSettings, topics: OutputTopics, extra: &[(&str, &str)]) -> KafkaResult<Self> {
         let deliveries = Arc::new(Deliveries::default());
-        let context = DeliveryContext { logging: LoggingContext::default(), deliveries: Arc::clone(&deliveries) };
+        let context = DeliveryContext {
+            logging: LoggingContext::default(),
+            deliveries: Arc::clone(&deliveries),
+            decisions_topic: topics.decisions.clone(),
+        };
         let mut role = vec![
             ("enable.idempotence", "true"),
             ("compression.type", "lz4"),
@@ -257,16 +288,27 @@ impl KafkaProducer {
 
     /// Sends the rest of `chunk` from `cursor`; false when the producer queue filled up first.
     fn send_chunk(&self, worker: usize, epoch: u64, chunk: &OutputChunk, cursor: &mut Cursor) -> bool {
+        let clock = WallClock::now();
         while let Some((topic, lines)) = self.section(chunk, cursor.section) {
             let mut sent = 0;
             let mut complete = true;
             while cursor.byte < lines.len() {
                 let end = memchr::memchr(b'\n', &lines[cursor.byte..]).map_or(lines.len(), |i| cursor.byte + i);
                 let payload = &lines[cursor.byte..end];
-                let key = section_key(chunk, cursor.section, cursor.row).map(|k| k.str(&chunk.keys).as_bytes());
+                let decision = decision_row(chunk, cursor.section, cursor.row);
+                let key = match decision {
+                    Some(row) => Some(chunk.decision_keys[row]),
+                    None => chunk.dead_keys[cursor.row],
+                };
                 let mut record = BaseRecord::with_opaque_to(topic, opaque(worker, epoch)).payload(payload);
                 if let Some(key) = key {
-                    record = record.key(key);
+                    record = record.key(key.str(&chunk.keys).as_bytes());
+                }
+                if let Some(row) = decision {
+                    // As Kafka Streams does, a decision carries its event's timestamp: here the
+                    // ingest time (the input message's produce time when reading Kafka).
+                    let ingest_ns = chunk.rendered_ns.saturating_sub(chunk.latencies_ns[row]);
+                    record = record.timestamp(clock.unix_ms_of(ingest_ns));
                 }
                 match self.producer.send(record) {
                     Ok(()) => {
@@ -300,6 +342,12 @@ impl KafkaProducer {
         }
     }
 
+    /// Ingest → broker acknowledgement of each decision delivered so far, microseconds
+    /// (millisecond precision: Kafka timestamps are milliseconds).
+    pub fn delivered_latency(&self) -> Histogram<u64> {
+        self.deliveries.delivered_us.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn in_flight(&self, worker: usize, epoch: u64) -> bool {
         self.deliveries.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(worker, epoch))
     }
@@ -311,13 +359,18 @@ impl KafkaProducer {
     }
 }
 
-/// Message key of line `row` of section `section` (see [`KafkaProducer::section`]).
-fn section_key(chunk: &OutputChunk, section: usize, row: usize) -> Option<TextRef> {
+/// The decision behind line `row` of section `section` (see [`KafkaProducer::section`]): alerts
+/// repeat decisions; dead letters have none.
+fn decision_row(chunk: &OutputChunk, section: usize, row: usize) -> Option<usize> {
     match section {
-        0 => Some(chunk.decision_keys[row]),
-        1 => Some(chunk.decision_keys[chunk.alert_rows[row] as usize]),
-        _ => chunk.dead_keys[row],
+        0 => Some(row),
+        1 => Some(chunk.alert_rows[row] as usize),
+        _ => None,
     }
+}
+
+fn unix_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Extension trait: `chunks.kafka_sink(producer, stats)`.
@@ -386,6 +439,19 @@ mod tests {
         for (worker, epoch) in [(0, 0), (1, 1_764_072_000_123), ((1 << WORKER_BITS) - 1, 12_345)] {
             assert_eq!(unpack(opaque(worker, epoch)), (worker, epoch));
         }
+    }
+
+    #[test]
+    fn delivered_latency_counts_from_the_stamp_to_the_acknowledgement() {
+        let deliveries = Deliveries::default();
+        deliveries.delivered(1_764_072_000_000, 1_764_072_000_000_000 + 12_500);
+        deliveries.delivered(1_764_072_000_000, 1_764_072_000_000_000 + 40_000);
+        deliveries.delivered(1_764_072_000_100, 1_764_072_000_000_000);
+        let h = deliveries.delivered_us.lock().unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.min(), 1, "an acknowledgement before the stamp (clock step) counts as 1 µs");
+        assert!(h.equivalent(h.value_at_quantile(0.5), 12_500));
+        assert!(h.equivalent(h.max(), 40_000));
     }
 
     #[test]

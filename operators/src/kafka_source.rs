@@ -29,7 +29,7 @@ use timely::dataflow::{Scope, Stream};
 
 use crate::batch::{BatchSizes, EventBatch, Origin};
 use crate::checkpointing::SourceBarriers;
-use crate::clock::now_ns;
+use crate::clock::WallClock;
 use crate::event::EventParser;
 use crate::kafka_client::{KafkaSettings, LoggingContext};
 use crate::offsets::{OffsetLedger, PartitionOffsets};
@@ -253,26 +253,6 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Maps produce timestamps (Unix milliseconds) onto [`now_ns`]'s clock, read once per poll
-/// round: latency is then measured from each message's produce time, not from when vigil
-/// read it.
-struct ProduceClock {
-    now_ns: u64,
-    unix_ms: i64,
-}
-
-impl ProduceClock {
-    fn now() -> Self {
-        ProduceClock { now_ns: now_ns(), unix_ms: unix_ms() as i64 }
-    }
-
-    /// The ingest instant of a message produced at `produced_ms` (now if it has no timestamp).
-    fn ingest_ns(&self, produced_ms: Option<i64>) -> u64 {
-        let age_ms = produced_ms.map_or(0, |p| self.unix_ms.saturating_sub(p).max(0) as u64);
-        self.now_ns.saturating_sub(age_ms * 1_000_000)
-    }
-}
-
 /// Builds this worker's Kafka source over `consumer`, noting emitted offsets in `ledger`.
 pub fn kafka_source<'s>(
     scope: Scope<'s, u64>,
@@ -310,7 +290,8 @@ pub fn kafka_source<'s>(
                 activator.activate_after(IDLE_POLL);
                 return;
             }
-            let clock = ProduceClock::now();
+            // Latency is measured from each message's produce time, not from when vigil read it.
+            let clock = WallClock::now();
             let mut batches: Vec<EventBatch> = (0..peers).map(|dest| sizes.batch(dest, clock.now_ns)).collect();
             for batch in &mut batches {
                 batch.event_ingest_ns.reserve(batch.events.capacity());
@@ -329,7 +310,8 @@ pub fn kafka_source<'s>(
                 let dead_before = batches[index].dead.len();
                 let parsed = parser.parse_into(message.payload().unwrap_or_default(), origin, &mut batches, index);
                 if let Some(dest) = parsed {
-                    batches[dest].event_ingest_ns.push(clock.ingest_ns(message.timestamp().to_millis()));
+                    let produced = message.timestamp().to_millis().map_or(clock.now_ns, |ms| clock.instant_of(ms));
+                    batches[dest].event_ingest_ns.push(produced);
                 }
                 if let (Some(dead), Some(key)) = (batches[index].dead.get_mut(dead_before), message.key()) {
                     dead.key = Some(String::from_utf8_lossy(key).into_owned());

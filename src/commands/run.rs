@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use dataflows::input::{JobInput, KafkaInput, Tuning};
 use dataflows::scoring::{self, Output, ScoringJob, ScoringReport, Telemetry};
+use hdrhistogram::Histogram;
 use operators::checkpoint::CheckpointStore;
 use operators::checkpointing::CheckpointConfig;
 use operators::file_sink::OutputFiles;
@@ -367,19 +368,26 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// p50, p95 and p99 of a histogram of microseconds, in milliseconds.
+fn percentiles(us: &Histogram<u64>) -> String {
+    let ms = |q: f64| us.value_at_quantile(q) as f64 / 1000.0;
+    format!("p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms", ms(0.5), ms(0.95), ms(0.99))
+}
+
 fn print_summary(report: &ScoringReport, destinations: &[String]) {
     let c = &report.stats.counts;
     let records = c.decisions + c.dead_letters;
     let secs = report.elapsed.as_secs_f64();
-    let h = &report.stats.latency_us;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!("vigil run summary");
     println!("  events in        {records}");
     println!("  decisions        {} ({} blocked, {} late)", c.decisions, c.blocked, c.late);
     println!("  dead letters     {} ({} duplicates)", c.dead_letters, c.duplicates);
     println!("  elapsed          {secs:.3} s");
     println!("  throughput       {:.0} events/s", records as f64 / secs.max(1e-9));
-    println!("  latency          p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms", ms(0.5), ms(0.95), ms(0.99));
+    println!("  latency          {}", percentiles(&report.stats.latency_us));
+    if let Some(delivered) = report.delivered_us.as_ref().filter(|d| !d.is_empty()) {
+        println!("  delivered        {} (to the broker's acknowledgement)", percentiles(delivered));
+    }
     println!("  model            {} (threshold {})", report.model_version, report.threshold);
     let s = &report.state;
     println!(

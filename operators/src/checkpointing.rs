@@ -18,12 +18,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
 use crate::batch::Marker;
 use crate::checkpoint::{CheckpointStore, Manifest, Part, RestoredState, MANIFEST_FORMAT};
+use crate::clock::unix_ms;
 use crate::hashing::KEY_GROUPS;
 use crate::kafka_sink::TransactionGate;
 use crate::offsets::PartitionOffsets;
@@ -202,10 +203,6 @@ pub fn worker_checkpoints(
         writer: Some((sender, thread)),
     };
     Ok((writer, completer))
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl CheckpointCompleter {

@@ -12,6 +12,16 @@ pub fn now_ns() -> u64 {
     ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Unix time now, microseconds (0 for a clock set before 1970).
+pub fn unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Unix time now, milliseconds: Kafka timestamps, epochs, checkpoint stamps.
+pub fn unix_ms() -> u64 {
+    unix_us() / 1000
+}
+
 /// The wall clock and [`now_ns`] read together, once per batch of conversions: the wall clock
 /// may be stepped, so the two are never related once for the whole run.
 #[derive(Clone, Copy, Debug)]
@@ -24,8 +34,7 @@ pub struct WallClock {
 
 impl WallClock {
     pub fn now() -> Self {
-        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        WallClock { unix_ms, now_ns: now_ns() }
+        WallClock { unix_ms: unix_ms() as i64, now_ns: now_ns() }
     }
 
     /// The instant of Unix time `unix_ms` on [`now_ns`]'s clock (now for a time in the future).

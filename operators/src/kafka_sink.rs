@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use rdkafka::client::ClientContext;
@@ -32,7 +32,7 @@ use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::Stream;
 
 use crate::batch::OutputChunk;
-use crate::clock::WallClock;
+use crate::clock::{unix_us, WallClock};
 use crate::file_sink::{new_latency_histogram, RunStats};
 use crate::kafka_client::{KafkaSettings, LoggingContext};
 use crate::offsets::PartitionOffsets;
@@ -133,7 +133,7 @@ impl ProducerContext for DeliveryContext {
                 self.deliveries.add(worker, epoch, -1);
                 if let Some(stamp_ms) = message.timestamp().to_millis() {
                     if message.topic() == self.decisions_topic {
-                        self.deliveries.delivered(stamp_ms, unix_us());
+                        self.deliveries.delivered(stamp_ms, unix_us() as i64);
                     }
                 }
             }
@@ -367,10 +367,6 @@ fn decision_row(chunk: &OutputChunk, section: usize, row: usize) -> Option<usize
         1 => Some(chunk.alert_rows[row] as usize),
         _ => None,
     }
-}
-
-fn unix_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Extension trait: `chunks.kafka_sink(producer, stats)`.

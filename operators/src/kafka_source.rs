@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Re-exported for the job's transaction committer.
 pub use rdkafka::consumer::ConsumerGroupMetadata;
@@ -29,7 +29,7 @@ use timely::dataflow::{Scope, Stream};
 
 use crate::batch::{BatchSizes, EventBatch, Origin};
 use crate::checkpointing::SourceBarriers;
-use crate::clock::WallClock;
+use crate::clock::{unix_ms, WallClock};
 use crate::event::EventParser;
 use crate::kafka_client::{KafkaSettings, LoggingContext};
 use crate::offsets::{OffsetLedger, PartitionOffsets};
@@ -247,10 +247,6 @@ pub struct KafkaSourceConfig {
     pub barriers: SourceBarriers,
     /// Lowest epoch to use: past a restored checkpoint's, whatever the clock says.
     pub first_epoch: u64,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Builds this worker's Kafka source over `consumer`, noting emitted offsets in `ledger`.

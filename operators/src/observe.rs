@@ -4,7 +4,6 @@
 //! flushed to the shared ones once per chunk, so no metric is touched per event.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::local::LocalHistogram;
 use timely::container::CapacityContainerBuilder;
@@ -13,6 +12,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use crate::batch::OutputChunk;
+use crate::clock::unix_ms;
 use crate::dead_letter::DeadReason;
 use crate::metrics::Metrics;
 
@@ -58,7 +58,7 @@ impl ChunkRecorder {
         for &ns in &chunk.latencies_ns {
             self.latency.observe(ns as f64 / 1e9);
         }
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = unix_ms() as i64;
         for &ts in &chunk.event_times_ms {
             self.event_time_lag.observe(now_ms.saturating_sub(ts).max(0) as f64 / 1e3);
         }

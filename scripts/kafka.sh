@@ -85,6 +85,13 @@ pid() {
   [[ $stat == "$p (nisshi) "[^Z]* ]] && echo "$p"
 }
 
+# Whether the process started for the broker is alive (not a zombie), under any name.
+starting_or_running() {
+  local p stat
+  p=$(cat "$PIDFILE" 2>/dev/null) && stat=$(cat "/proc/$p/stat" 2>/dev/null) || return 1
+  [[ $stat == "$p ("*") "[^Z]* ]]
+}
+
 # nisshi's own client retries a refused connection for ~20 s, so probe the port first.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 answers() { port_open && timeout 10 nisshi topic list --broker "$BROKER" >/dev/null 2>&1; }
@@ -99,7 +106,8 @@ start() {
     --storage-engine "$STORAGE" --group-initial-rebalance-delay 0s >>"$LOG" 2>&1 </dev/null) &
   echo $! >"$PIDFILE"
   for _ in $(seq 120); do
-    pid >/dev/null || { tail -n 30 "$LOG" >&2; rm -f "$PIDFILE"; die "nisshi exited during start-up (log: $LOG)"; }
+    # Until the background shell has exec'd nisshi, the process is still named bash.
+    starting_or_running || { tail -n 30 "$LOG" >&2; rm -f "$PIDFILE"; die "nisshi exited during start-up (log: $LOG)"; }
     if answers; then echo "nisshi running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), $STORAGE, dir $DIR)"; return; fi
     sleep 0.5
   done

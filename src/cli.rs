@@ -81,6 +81,9 @@ pub struct InputArgs {
     /// Worker threads of the feature dataflow.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Unit of numeric timestamps: auto (by magnitude), s, ms, us or ns.
+    #[arg(long)]
+    pub timestamp_unit: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -105,6 +108,9 @@ pub struct RunArgs {
     /// Allowed lateness, e.g. 5m.
     #[arg(long)]
     pub lateness: Option<String>,
+    /// Unit of numeric timestamps: auto (by magnitude, default), s, ms, us or ns.
+    #[arg(long)]
+    pub timestamp_unit: Option<String>,
     /// Add the model inputs to each decision record.
     #[arg(long)]
     pub emit_features: bool,
@@ -191,6 +197,10 @@ pub struct GenArgs {
     /// Events per second (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// How timestamps are written: mixed (RFC 3339 and a tenth as epoch ms, default), rfc3339,
+    /// or epoch numbers in s, ms, us or ns.
+    #[arg(long)]
+    pub timestamp_format: Option<String>,
     #[command(flatten)]
     pub generator: GeneratorArgs,
 }

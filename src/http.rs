@@ -15,10 +15,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use operators::clock::unix_ms;
 use operators::http_source::{DetectChannel, DetectReply, SubmitError};
 use operators::metrics::Metrics;
 use tokio::sync::oneshot;
 
+use crate::detect::{ignored_features, with_ignored_features};
 use crate::error::UsageError;
 
 /// Largest request body read; larger events (> 1 MiB) still reach the parser, which names
@@ -110,7 +112,8 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn detect(State(state): State<ApiState>, body: Bytes) -> Response {
-    let answer = match state.detect.submit(body.to_vec()) {
+    let ignored = ignored_features(&body);
+    let answer = match state.detect.submit(body.to_vec(), unix_ms() as i64) {
         Ok(answer) => answer,
         Err(e @ SubmitError::Overloaded) | Err(e @ SubmitError::Stopped) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
@@ -118,7 +121,8 @@ async fn detect(State(state): State<ApiState>, body: Bytes) -> Response {
     };
     match answer.await {
         Ok(DetectReply::Decision(json)) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+            let record = with_ignored_features(json, &ignored);
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], record).into_response()
         }
         Ok(DetectReply::DeadLetter(json)) => dead_letter_response(&json),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the job stopped before deciding"),

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod detect;
 mod error;
 mod http;
 mod import;

@@ -235,6 +235,56 @@ fn event(id: &str, user: &str, ts: i64, amount: f64) -> String {
     format!(r#"{{"eventId":"{id}","userId":"{user}","timestamp":{ts},"features":{{"amount":{amount}}}}}"#)
 }
 
+/// Milliseconds since the Unix epoch on this machine's clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn the_replaced_systems_calls_work_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, generate(500, 50, 4).join(&b'\n')).unwrap();
+    let served = Served::start(&input, &dir.path().join("out"), &["--emit-features"]);
+    let agent = ureq::AgentBuilder::new().build();
+
+    // The documented Kafka event: epoch seconds.
+    let documented = r#"{"eventId":"txn-789","userId":"alice-123","timestamp":1735516800,"value":5000,"features":{"amount":5000,"hour_of_day":14,"location_distance":250.5,"days_since_last_txn":0.5}}"#;
+    let (status, decision) = post(&agent, &served.base, documented);
+    assert_eq!(status, 200, "{decision}");
+    assert_eq!(decision["timestamp"], "2024-12-30T00:00:00.000Z");
+    assert!(decision.get("timestamp_source").is_none(), "{decision}");
+    assert_eq!(decision["ignored_features"], serde_json::json!([]));
+
+    // The documented curl call: no timestamp, the amount as `value`, a client-side ratio.
+    let before = now_ms();
+    let curl = r#"{"eventId":"test-123","userId":"alice-123","value":5000,"features":{"amount_ratio":33.3}}"#;
+    let (status, decision) = post(&agent, &served.base, curl);
+    let after = now_ms();
+    assert_eq!(status, 200, "{decision}");
+    assert_eq!(decision["eventId"], "test-123");
+    assert_eq!(decision["timestamp_source"], "received");
+    assert_eq!(decision["ignored_features"], serde_json::json!(["amount_ratio"]));
+    let f = &decision["features"];
+    assert_eq!(f["amount"], 5000.0);
+    // Received two years after the documented event: nothing in 7 d, so the state's ratio is 1.
+    assert_eq!(f["amount_ratio"], 1.0);
+    assert_eq!(f["cnt_7d"], 1.0);
+    let received = decision["timestamp"].as_str().unwrap();
+    let received_ms = operators::time::parse_rfc3339_ms(received).unwrap();
+    assert!((before - 1..=after).contains(&received_ms), "{received} not within the call ({before}..{after})");
+
+    // Without eventId: one is generated and returned, a new one per call.
+    let anonymous = r#"{"userId":"alice-123","value":12}"#;
+    let (status, first) = post(&agent, &served.base, anonymous);
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = post(&agent, &served.base, anonymous);
+    assert_eq!(status, 200, "{second}");
+    let (a, b) = (first["eventId"].as_str().unwrap(), second["eventId"].as_str().unwrap());
+    assert!(a.len() >= 32 && b.len() >= 32 && a != b, "{a} {b}");
+    served.stop();
+}
+
 #[test]
 fn detect_sees_the_stream_state_rejects_bad_bodies_and_loses_nothing_under_load() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use operators::batch::{Origin, ScoredBatch};
-use operators::event::{EventParser, ExtraFeatures};
+use operators::event::EventParser;
 use operators::source::SourceConfig;
 use operators::user_state::StateRules;
 use operators::window_state::{WindowConfig, WindowStateExt};
@@ -38,7 +38,7 @@ impl ExtractedFeatures {
 /// progress reporting.
 pub fn extract(
     input: JobInput,
-    extras: ExtraFeatures,
+    parser: EventParser,
     rules: StateRules,
     workers: usize,
     processed: Arc<AtomicU64>,
@@ -58,8 +58,8 @@ pub fn extract(
             barriers: Default::default(),
             start_block: 0,
         };
-        let parser = EventParser::new(extras.clone());
-        let window = WindowConfig { rules, extra_count: extras.len(), ..WindowConfig::default() };
+        let parser = parser.clone();
+        let window = WindowConfig { rules, extra_count: parser.extras().len(), ..WindowConfig::default() };
         let sink = Arc::clone(&sink);
         let processed = Arc::clone(&processed);
         worker.dataflow::<u64, _, _>(|scope| {

@@ -11,6 +11,7 @@ use operators::checkpoint::CheckpointStore;
 use operators::checkpointing::{worker_checkpoints, CheckpointConfig, SourceBarriers};
 use operators::decide::{DecideExt, DecisionPolicy};
 use operators::enrich::{EnrichExt, InputLayout};
+use operators::epoch::TimestampUnit;
 use operators::event::EventParser;
 use operators::file_sink::{DiscardSink, OutputFiles, RunStats, SinkExt};
 use operators::http_reply::ReplyExt;
@@ -52,6 +53,8 @@ pub struct ScoringJob {
     /// Overrides the model's threshold.
     pub threshold: Option<f64>,
     pub rules: StateRules,
+    /// The unit of numeric event timestamps.
+    pub timestamp_unit: TimestampUnit,
     pub emit_features: bool,
     pub output: Output,
     pub stop: Arc<AtomicBool>,
@@ -169,7 +172,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             emit_features: job.emit_features.then_some(input_names),
             source: job.input.source_name(),
         };
-        let parser = EventParser::new(layout.extras().clone());
+        let parser = EventParser::new(layout.extras().clone()).with_timestamp_unit(job.timestamp_unit);
         let mut window = WindowConfig {
             rules: job.rules,
             extra_count: layout.extras().len(),

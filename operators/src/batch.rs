@@ -91,6 +91,29 @@ pub struct ParsedEvent {
     pub hour: u8,
     /// 0/1, or −1 when unlabelled.
     pub label: i8,
+    pub timestamp_source: TimestampSource,
+}
+
+/// Where an event's time came from (SPEC §1): its own `timestamp`, or, for a record without
+/// one, its Kafka message's timestamp or the HTTP request's receive time. Decision records
+/// name the latter two, so a reader knows the instant is not the producer's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampSource {
+    #[default]
+    Event,
+    Message,
+    Received,
+}
+
+impl TimestampSource {
+    /// The value of a decision record's `timestamp_source` (None: the event's own time).
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            TimestampSource::Event => None,
+            TimestampSource::Message => Some("message"),
+            TimestampSource::Received => Some("received"),
+        }
+    }
 }
 
 /// Parsed events on their way to the worker that owns their users.
@@ -168,6 +191,7 @@ pub struct ScoredRow {
     pub label: i8,
     /// Scored from state without being accepted (SPEC §2 "late").
     pub late: bool,
+    pub timestamp_source: TimestampSource,
     pub ingest_ns: u64,
 }
 

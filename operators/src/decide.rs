@@ -59,7 +59,13 @@ impl DecisionPolicy {
             write_str(out, row.user_id.str(&batch.text));
             out.extend_from_slice(b",\"timestamp\":\"");
             write_rfc3339_ms(row.timestamp_ms, out);
-            out.extend_from_slice(if block { b"\",\"is_anomaly\":true" } else { b"\",\"is_anomaly\":false" });
+            out.push(b'"');
+            if let Some(source) = row.timestamp_source.label() {
+                out.extend_from_slice(b",\"timestamp_source\":\"");
+                out.extend_from_slice(source.as_bytes());
+                out.push(b'"');
+            }
+            out.extend_from_slice(if block { b",\"is_anomaly\":true" } else { b",\"is_anomaly\":false" });
             out.extend_from_slice(b",\"anomaly_score\":");
             let mut buf = ryu::Buffer::new();
             out.extend_from_slice(buf.format(batch.scores[i]).as_bytes());
@@ -180,7 +186,7 @@ mod tests {
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect()
     }
-    use crate::batch::{Origin, ScoredRow, TextRef};
+    use crate::batch::{Origin, ScoredRow, TextRef, TimestampSource};
 
     #[test]
     fn renders_spec_records_and_alerts() {
@@ -197,6 +203,7 @@ mod tests {
                 label: -1,
                 late: false,
                 ingest_ns: 0,
+                timestamp_source: if id == "e2" { TimestampSource::Received } else { TimestampSource::Event },
             });
             let mut w = [0.0; 20];
             w[16] = 6.1;
@@ -222,6 +229,8 @@ mod tests {
         assert!((lines[0]["confidence"].as_f64().unwrap() - 0.93).abs() < 1e-6);
         assert_eq!(lines[0]["reasons"][0], "amount 6.1x the user's 7d mean");
         assert!((lines[0]["features"]["amount_ratio"].as_f64().unwrap() - 6.1).abs() < 1e-6);
+        assert!(lines[0].get("timestamp_source").is_none(), "the event's own time is not flagged");
+        assert_eq!(lines[1]["timestamp_source"], "received");
         assert_eq!(lines[1]["decision"], "approve");
         assert!((lines[1]["confidence"].as_f64().unwrap() - 0.9).abs() < 1e-6);
         assert_eq!(chunk.counts.blocked, 1);

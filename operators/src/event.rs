@@ -9,11 +9,14 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use crate::batch::{DeadLetter, EventBatch, Origin, ParsedEvent, TextRef};
+use crate::batch::{DeadLetter, EventBatch, Origin, ParsedEvent, TextRef, TimestampSource};
+use crate::epoch::{epoch_ms_of_number, TimestampUnit};
 use crate::event_scan;
+use crate::features::OWN_FEATURE_NAMES;
 use crate::hashing::{event_id_hash, owner_worker, user_key};
-use crate::time::{check_range_ms, parse_rfc3339_ms, utc_hour};
+use crate::time::{parse_rfc3339_ms, utc_hour};
 
 /// Largest accepted record (SPEC §1).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -72,61 +75,53 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// sums of squares of millions of amounts stay finite (a larger one is a bad event).
 pub const MAX_AMOUNT: f64 = 1e15;
 
-/// Event time in either SPEC form: RFC 3339 string or integer epoch milliseconds.
-struct EventTime(i64);
-
-impl<'de> Deserialize<'de> for EventTime {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = EventTime;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an RFC 3339 string or integer epoch milliseconds")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EventTime, E> {
-                check_range_ms(v).map(EventTime).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EventTime, E> {
-                let v = i64::try_from(v).map_err(|_| E::custom("timestamp is outside years 0000-9999"))?;
-                self.visit_i64(v)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<EventTime, E> {
-                parse_rfc3339_ms(v).map(EventTime).map_err(E::custom)
-            }
+/// Event time in either SPEC §1 form: an RFC 3339 string or a number in `unit`, from the raw
+/// JSON text of the value (so a number's decimal digits are read exactly); `None` for null.
+pub(crate) fn event_time(raw: &str, unit: TimestampUnit) -> Result<Option<i64>, String> {
+    let reason = |e: crate::time::TimeError| e.to_string();
+    match raw.as_bytes().first() {
+        Some(b'"') => {
+            let text: Text = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+            parse_rfc3339_ms(&text.0).map(Some).map_err(reason)
         }
-        d.deserialize_any(V)
+        Some(b'-' | b'0'..=b'9') => epoch_ms_of_number(raw, unit).map(Some).map_err(reason),
+        Some(b'n') => Ok(None),
+        _ => Err("expected an RFC 3339 string or a number since the epoch".to_owned()),
     }
 }
 
 /// A finite number, or null (missing).
 struct Number(Option<f64>);
 
+/// Reads a finite number or null as a [`Number`].
+struct NumberVisitor;
+
+impl Visitor<'_> for NumberVisitor {
+    type Value = Number;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a finite number or null")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        if v.is_finite() {
+            Ok(Number(Some(v)))
+        } else {
+            Err(E::custom("number is not finite"))
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        Ok(Number(Some(v as f64)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        Ok(Number(Some(v as f64)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
+        Ok(Number(None))
+    }
+}
+
 impl<'de> Deserialize<'de> for Number {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Number;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a finite number or null")
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
-                if v.is_finite() {
-                    Ok(Number(Some(v)))
-                } else {
-                    Err(E::custom("number is not finite"))
-                }
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-                Ok(Number(Some(v as f64)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-                Ok(Number(Some(v as f64)))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
-                Ok(Number(None))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(NumberVisitor)
     }
 }
 
@@ -136,6 +131,9 @@ pub(crate) struct Fields<'de> {
     pub(crate) user_id: Option<Text<'de>>,
     pub(crate) timestamp: Option<i64>,
     pub(crate) own: [f64; 4],
+    /// The top-level `value` (NaN when absent or not a number): the amount when
+    /// `features.amount` is absent (SPEC §1).
+    pub(crate) value: f64,
     pub(crate) has_features: bool,
     pub(crate) label: i8,
 }
@@ -143,7 +141,15 @@ pub(crate) struct Fields<'de> {
 impl Fields<'_> {
     /// No field seen yet.
     pub(crate) fn empty() -> Self {
-        Fields { event_id: None, user_id: None, timestamp: None, own: [f64::NAN; 4], has_features: false, label: -1 }
+        Fields {
+            event_id: None,
+            user_id: None,
+            timestamp: None,
+            own: [f64::NAN; 4],
+            value: f64::NAN,
+            has_features: false,
+            label: -1,
+        }
     }
 }
 
@@ -159,7 +165,7 @@ pub(crate) fn label_of(value: Option<f64>) -> Result<i8, &'static str> {
 
 /// Stores one `features` entry: a named own feature, a kept extra, or nothing.
 pub(crate) fn store_feature(name: &str, value: f64, extras: &ExtraFeatures, extra_out: &mut [f64], own: &mut [f64; 4]) {
-    if let Some(slot) = crate::features::OWN_FEATURE_NAMES.iter().position(|n| *n == name) {
+    if let Some(slot) = OWN_FEATURE_NAMES.iter().position(|n| *n == name) {
         own[slot] = value;
     } else if let Some(slot) = extras.names.iter().position(|n| n == name) {
         extra_out[slot] = value;
@@ -169,6 +175,7 @@ pub(crate) fn store_feature(name: &str, value: f64, extras: &ExtraFeatures, extr
 /// Walks the top-level object, writing extras straight into the batch's slots.
 struct RecordSeed<'a> {
     extras: &'a ExtraFeatures,
+    unit: TimestampUnit,
     extra_out: &'a mut [f64],
 }
 
@@ -195,8 +202,12 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 "eventId" => fields.event_id = Some(map.next_value().map_err(|e| field_error("eventId", e))?),
                 "userId" => fields.user_id = Some(map.next_value().map_err(|e| field_error("userId", e))?),
                 "timestamp" => {
-                    let t: EventTime = map.next_value().map_err(|e| field_error("timestamp", e))?;
-                    fields.timestamp = Some(t.0);
+                    let raw: &RawValue = map.next_value().map_err(|e| field_error("timestamp", e))?;
+                    fields.timestamp = event_time(raw.get(), self.unit).map_err(|e| field_error("timestamp", e))?;
+                }
+                "value" => {
+                    let raw: &RawValue = map.next_value()?;
+                    fields.value = serde_json::from_str::<Number>(raw.get()).ok().and_then(|n| n.0).unwrap_or(f64::NAN);
                 }
                 "features" => {
                     let seed =
@@ -214,6 +225,40 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             }
         }
         Ok(fields)
+    }
+}
+
+/// A `features` value: a number (or null), or a string attribute (whose text is not kept).
+enum FeatureValue {
+    Number(Number),
+    Attribute,
+}
+
+impl<'de> Deserialize<'de> for FeatureValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FeatureValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a finite number, null or a string")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FeatureValue, E> {
+                NumberVisitor.visit_f64(v).map(FeatureValue::Number)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FeatureValue, E> {
+                NumberVisitor.visit_i64(v).map(FeatureValue::Number)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FeatureValue, E> {
+                NumberVisitor.visit_u64(v).map(FeatureValue::Number)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<FeatureValue, E> {
+                NumberVisitor.visit_unit().map(FeatureValue::Number)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<FeatureValue, E> {
+                Ok(FeatureValue::Attribute)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -238,8 +283,17 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Text<'de>>()? {
             let name = key.0.as_ref();
-            let value: Number = map.next_value().map_err(|e| field_error(&format!("features.{name}"), e))?;
-            store_feature(name, value.0.unwrap_or(f64::NAN), self.extras, self.extra_out, self.own);
+            let value: FeatureValue = map.next_value().map_err(|e| field_error(&format!("features.{name}"), e))?;
+            match value {
+                FeatureValue::Number(value) => {
+                    store_feature(name, value.0.unwrap_or(f64::NAN), self.extras, self.extra_out, self.own)
+                }
+                // An attribute (SPEC §1): never a numeric input, so not one of the own features.
+                FeatureValue::Attribute if OWN_FEATURE_NAMES.contains(&name) => {
+                    return Err(field_error(&format!("features.{name}"), "expected a finite number or null"))
+                }
+                FeatureValue::Attribute => {}
+            }
         }
         Ok(())
     }
@@ -250,14 +304,35 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct EventParser {
     extras: ExtraFeatures,
+    timestamp_unit: TimestampUnit,
     scratch: Vec<f64>,
 }
 
+/// What a source knows of a record besides its bytes, for the fields the record may lack.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Envelope<'a> {
+    /// The transport's time for the record (a Kafka message's timestamp, an HTTP request's
+    /// receive time), taken when the record has no `timestamp`.
+    pub timestamp: Option<(i64, TimestampSource)>,
+    /// The id for a record without `eventId` (one generated for an HTTP request).
+    pub event_id: Option<&'a str>,
+}
+
 impl EventParser {
-    /// A parser keeping the given extra features.
+    /// A parser keeping the given extra features, reading numeric timestamps by magnitude.
     pub fn new(extras: ExtraFeatures) -> Self {
         let scratch = vec![f64::NAN; extras.len()];
-        EventParser { extras, scratch }
+        EventParser { extras, timestamp_unit: TimestampUnit::Auto, scratch }
+    }
+
+    /// The same parser, reading numeric timestamps in `unit`.
+    pub fn with_timestamp_unit(self, unit: TimestampUnit) -> Self {
+        EventParser { timestamp_unit: unit, ..self }
+    }
+
+    /// The extra features kept.
+    pub fn extras(&self) -> &ExtraFeatures {
+        &self.extras
     }
 
     /// Parses one record: an event goes to `batches[owner of its user]`, a bad record to
@@ -270,7 +345,20 @@ impl EventParser {
         batches: &mut [EventBatch],
         local: usize,
     ) -> Option<usize> {
-        match self.try_parse(raw, origin, batches) {
+        self.parse_enveloped(raw, origin, Envelope::default(), batches, local)
+    }
+
+    /// [`parse_into`](Self::parse_into) a record whose transport supplies what the record
+    /// may lack (SPEC §1: a Kafka message's time, an HTTP request's receive time and id).
+    pub fn parse_enveloped(
+        &mut self,
+        raw: &[u8],
+        origin: Origin,
+        envelope: Envelope<'_>,
+        batches: &mut [EventBatch],
+        local: usize,
+    ) -> Option<usize> {
+        match self.try_parse(raw, origin, envelope, batches) {
             Ok(dest) => Some(dest),
             Err(reason) => {
                 batches[local].dead.push(DeadLetter::new(raw, reason, origin));
@@ -279,7 +367,13 @@ impl EventParser {
         }
     }
 
-    fn try_parse(&mut self, raw: &[u8], origin: Origin, batches: &mut [EventBatch]) -> Result<usize, String> {
+    fn try_parse(
+        &mut self,
+        raw: &[u8],
+        origin: Origin,
+        envelope: Envelope<'_>,
+        batches: &mut [EventBatch],
+    ) -> Result<usize, String> {
         if raw.len() > MAX_EVENT_BYTES {
             return Err(format!("event is {} bytes, more than the 1 MiB limit", raw.len()));
         }
@@ -288,14 +382,14 @@ impl EventParser {
         }
         let text = std::str::from_utf8(raw).map_err(|e| format!("not valid UTF-8: {e}"))?;
         self.scratch.fill(f64::NAN);
-        let fields = match event_scan::scan(text, &self.extras, &mut self.scratch) {
+        let fields = match event_scan::scan(text, &self.extras, self.timestamp_unit, &mut self.scratch) {
             Some(fields) => fields,
             None => {
                 self.scratch.fill(f64::NAN);
-                parse_fields_serde(text, &self.extras, &mut self.scratch)?
+                parse_fields_serde(text, &self.extras, self.timestamp_unit, &mut self.scratch)?
             }
         };
-        validate(fields, text, origin, &self.scratch, batches)
+        validate(fields, text, origin, envelope, &self.scratch, batches)
     }
 }
 
@@ -304,10 +398,11 @@ impl EventParser {
 pub(crate) fn parse_fields_serde<'de>(
     raw: &'de str,
     extras: &ExtraFeatures,
+    unit: TimestampUnit,
     extra_out: &mut [f64],
 ) -> Result<Fields<'de>, String> {
     let mut de = serde_json::Deserializer::from_str(raw);
-    let fields = RecordSeed { extras, extra_out }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    let fields = RecordSeed { extras, unit, extra_out }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(fields)
 }
@@ -324,16 +419,25 @@ fn validate(
     fields: Fields<'_>,
     raw: &str,
     origin: Origin,
+    envelope: Envelope<'_>,
     extras: &[f64],
     batches: &mut [EventBatch],
 ) -> Result<usize, String> {
-    let event_id = non_empty("eventId", fields.event_id)?;
+    let event_id = non_empty("eventId", fields.event_id.or(envelope.event_id.map(|id| Text(Cow::Borrowed(id)))))?;
     let user_id = non_empty("userId", fields.user_id)?;
-    let timestamp_ms = fields.timestamp.ok_or("missing timestamp")?;
-    if !fields.has_features || fields.own[0].is_nan() {
-        return Err("missing features.amount".to_owned());
+    let (timestamp_ms, timestamp_source) = match (fields.timestamp, envelope.timestamp) {
+        (Some(ms), _) => (ms, TimestampSource::Event),
+        (None, Some(stamped)) => stamped,
+        (None, None) => return Err("missing timestamp".to_owned()),
+    };
+    let mut own = fields.own;
+    if own[0].is_nan() {
+        own[0] = fields.value;
     }
-    if fields.own[0].abs() > MAX_AMOUNT {
+    if own[0].is_nan() {
+        return Err("missing features.amount (and no numeric top-level value)".to_owned());
+    }
+    if own[0].abs() > MAX_AMOUNT {
         return Err("features.amount: magnitude above 1e15".to_owned());
     }
     let hour_of_day = fields.own[1];
@@ -359,9 +463,10 @@ fn validate(
         user_id: field(&user_id),
         raw: raw_ref,
         timestamp_ms,
-        own: fields.own,
+        own,
         hour,
         label: fields.label,
+        timestamp_source,
     });
     Ok(dest)
 }
@@ -424,7 +529,7 @@ mod tests {
 
     #[test]
     fn epoch_ms_escapes_and_missing_optionals() {
-        let line = r#"{"eventId":"e\"1","userId":"u","timestamp":3600000,"features":{"amount":1}}"#;
+        let line = r#"{"eventId":"e\"1","userId":"u","timestamp":1735520400000,"features":{"amount":1}}"#;
         let batch = parse(line);
         let e = batch.events[0];
         assert_eq!(e.event_id.str(&batch.text), "e\"1");
@@ -450,12 +555,14 @@ mod tests {
             (r#"{"eventId":5,"userId":"u","timestamp":1,"features":{"amount":1}}"#, "eventId"),
             (r#"{"eventId":"","userId":"u","timestamp":1,"features":{"amount":1}}"#, "eventId is empty"),
             (r#"{"eventId":"e","userId":"u","timestamp":"yesterday","features":{"amount":1}}"#, "timestamp"),
-            (r#"{"eventId":"e","userId":"u","timestamp":1.5,"features":{"amount":1}}"#, "timestamp"),
+            (r#"{"eventId":"e","userId":"u","timestamp":true,"features":{"amount":1}}"#, "timestamp"),
+            (r#"{"eventId":"e","userId":"u","timestamp":1e400,"features":{"amount":1}}"#, "timestamp"),
+            (r#"{"eventId":"e","userId":"u","timestamp":1,"value":"5"}"#, "missing features.amount"),
             (r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":"1"}}"#, "features.amount"),
             (r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1e999}}"#, "out of range"),
             (r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1,"hour_of_day":24}}"#, "hour_of_day"),
             (r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1},"label":2}"#, "label"),
-            (r#"{"eventId":"e","userId":"u","timestamp":99999999999999999,"features":{"amount":1}}"#, "years"),
+            (r#"{"eventId":"e","userId":"u","timestamp":9999999999999999999999,"features":{"amount":1}}"#, "years"),
             (r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1}} x"#, "trailing"),
         ];
         for (line, reason) in cases {
@@ -475,6 +582,43 @@ mod tests {
         for (w, batch) in batches.iter().enumerate() {
             assert!(!batch.events.is_empty());
             assert!(batch.events.iter().all(|e| owner_worker(e.user_key, 2) == w));
+        }
+    }
+
+    fn parse_with(line: &str, envelope: Envelope<'_>, unit: TimestampUnit) -> EventBatch {
+        let mut batches = [EventBatch::default()];
+        let mut parser = EventParser::new(ExtraFeatures::default()).with_timestamp_unit(unit);
+        parser.parse_enveloped(line.as_bytes(), Origin::default(), envelope, &mut batches, 0);
+        std::mem::take(&mut batches[0])
+    }
+
+    #[test]
+    fn the_envelope_fills_only_what_the_record_lacks() {
+        let stamped = Envelope { timestamp: Some((1_000, TimestampSource::Message)), event_id: Some("gen-1") };
+        let bare = parse_with(r#"{"userId":"u","value":3}"#, stamped, TimestampUnit::Auto);
+        let event = &bare.events[0];
+        assert_eq!((event.timestamp_ms, event.timestamp_source), (1_000, TimestampSource::Message));
+        assert_eq!(event.event_id.str(&bare.text), "gen-1");
+        assert_eq!(event.own[0], 3.0);
+        let own = parse_with(r#"{"eventId":"e","userId":"u","timestamp":2,"features":{"amount":1}}"#, stamped, TimestampUnit::Seconds);
+        let event = &own.events[0];
+        assert_eq!((event.timestamp_ms, event.timestamp_source), (2_000, TimestampSource::Event));
+        assert_eq!(event.event_id.str(&own.text), "e");
+        let none = parse_with(r#"{"userId":"u","value":3}"#, Envelope::default(), TimestampUnit::Auto);
+        assert_eq!(none.dead[0].error, "missing eventId");
+    }
+
+    #[test]
+    fn every_form_of_an_instant_parses_alike() {
+        let forms = ["1735516800", "1735516800.0", "1735516800000", "1735516800000000", "1735516800000000000", "\"2024-12-30T00:00:00Z\""];
+        for form in forms {
+            // Through the scan, and through the serde walk (an escape in the id defers to it).
+            for id in ["e", "\\u0065"] {
+                let line = format!(r#"{{"eventId":"{id}","userId":"u","timestamp":{form},"features":{{"amount":1}}}}"#);
+                let batch = parse(&line);
+                assert_eq!(batch.events.len(), 1, "{line}: {:?}", batch.dead);
+                assert_eq!(batch.events[0].timestamp_ms, 1_735_516_800_000, "{line}");
+            }
         }
     }
 

@@ -12,9 +12,10 @@
 
 use std::borrow::Cow;
 
+use crate::epoch::{epoch_ms_of_number, TimestampUnit};
 use crate::event::{label_of, store_feature, ExtraFeatures, Fields, Text};
 use crate::json_out::first_to_escape;
-use crate::time::{check_range_ms, parse_rfc3339_ms};
+use crate::time::parse_rfc3339_ms;
 
 /// A top-level key the scan tells apart.
 #[derive(Clone, Copy)]
@@ -24,6 +25,8 @@ enum RecordKey {
     Timestamp,
     Features,
     Label,
+    /// The top-level `value`, the amount when `features.amount` is absent.
+    Value,
     /// A key the job does not read.
     Other,
 }
@@ -36,6 +39,7 @@ impl RecordKey {
             "timestamp" => RecordKey::Timestamp,
             "features" => RecordKey::Features,
             "label" => RecordKey::Label,
+            "value" => RecordKey::Value,
             _ => RecordKey::Other,
         }
     }
@@ -50,7 +54,7 @@ const RECORD_KEYS: [(&[u8], RecordKey); 6] = [
     (b"\"eventId\":", RecordKey::EventId),
     (b"\"timestamp\":", RecordKey::Timestamp),
     (b"\"userId\":", RecordKey::UserId),
-    (b"\"value\":", RecordKey::Other),
+    (b"\"value\":", RecordKey::Value),
     (b"\"features\":", RecordKey::Features),
     (b"\"label\":", RecordKey::Label),
 ];
@@ -66,7 +70,12 @@ enum FeatureKey<'de> {
 }
 
 /// Reads `text` if it has the common shape; `None` defers to the serde walk.
-pub(crate) fn scan<'de>(text: &'de str, extras: &ExtraFeatures, extra_out: &mut [f64]) -> Option<Fields<'de>> {
+pub(crate) fn scan<'de>(
+    text: &'de str,
+    extras: &ExtraFeatures,
+    unit: TimestampUnit,
+    extra_out: &mut [f64],
+) -> Option<Fields<'de>> {
     let mut s = Scanner { text, at: 0 };
     let mut fields = Fields::empty();
     let mut expected = 0;
@@ -87,12 +96,13 @@ pub(crate) fn scan<'de>(text: &'de str, extras: &ExtraFeatures, extra_out: &mut 
             match key {
                 RecordKey::EventId => fields.event_id = Some(Text(Cow::Borrowed(s.string()?))),
                 RecordKey::UserId => fields.user_id = Some(Text(Cow::Borrowed(s.string()?))),
-                RecordKey::Timestamp => fields.timestamp = Some(s.timestamp()?),
+                RecordKey::Timestamp => fields.timestamp = Some(s.timestamp(unit)?),
                 RecordKey::Features => {
                     s.features(extras, extra_out, &mut fields.own)?;
                     fields.has_features = true;
                 }
                 RecordKey::Label => fields.label = label_of(s.number_or_null()?).ok()?,
+                RecordKey::Value => fields.value = s.number_or_null()?.unwrap_or(f64::NAN),
                 RecordKey::Other => s.skip_scalar()?,
             }
             s.skip_ws();
@@ -232,16 +242,13 @@ impl<'de> Scanner<'de> {
         value.is_finite().then_some(Some(value))
     }
 
-    /// An RFC 3339 string or integer epoch milliseconds, within range.
-    fn timestamp(&mut self) -> Option<i64> {
+    /// An RFC 3339 string or a number since the epoch in `unit`, within range.
+    fn timestamp(&mut self, unit: TimestampUnit) -> Option<i64> {
         if self.peek()? == b'"' {
             return parse_rfc3339_ms(self.string()?).ok();
         }
         let (token, _) = self.number_token()?;
-        if token.contains(['.', 'e', 'E']) {
-            return None;
-        }
-        check_range_ms(token.parse().ok()?).ok()
+        epoch_ms_of_number(token, unit).ok()
     }
 
     /// The `features` object: numbers or nulls only.
@@ -316,8 +323,9 @@ mod tests {
     /// Whatever the scan accepts, the serde walk accepts with the very same fields.
     fn check(line: &str) -> Result<bool, TestCaseError> {
         let (mut fast_extras, mut slow_extras) = ([f64::NAN; 2], [f64::NAN; 2]);
-        let Some(fast) = scan(line, &extras(), &mut fast_extras) else { return Ok(false) };
-        let slow = parse_fields_serde(line, &extras(), &mut slow_extras);
+        let unit = TimestampUnit::Auto;
+        let Some(fast) = scan(line, &extras(), unit, &mut fast_extras) else { return Ok(false) };
+        let slow = parse_fields_serde(line, &extras(), unit, &mut slow_extras);
         let slow = slow.map_err(|e| TestCaseError::fail(format!("scan accepted what serde refuses ({e}): {line}")))?;
         let text = |t: &Option<Text>| t.as_ref().map(|t| t.0.to_string());
         prop_assert_eq!(text(&fast.event_id), text(&slow.event_id), "{}", line);
@@ -325,6 +333,7 @@ mod tests {
         prop_assert_eq!(fast.timestamp, slow.timestamp, "{}", line);
         prop_assert_eq!(fast.has_features, slow.has_features, "{}", line);
         prop_assert_eq!(fast.label, slow.label, "{}", line);
+        prop_assert!(same_number(fast.value, slow.value), "value {} vs {}: {}", fast.value, slow.value, line);
         for (a, b) in fast.own.iter().chain(&fast_extras).zip(slow.own.iter().chain(&slow_extras)) {
             prop_assert!(same_number(*a, *b), "{a} vs {b}: {line}");
         }
@@ -365,6 +374,10 @@ mod tests {
             Just("253402300800000".to_owned()),
             Just("1.5".to_owned()),
             Just("1e3".to_owned()),
+            (0u64..4_000_000_000, 0u32..1000).prop_map(|(s, f)| format!("{s}.{f}")),
+            (0u64..u64::MAX).prop_map(|v| v.to_string()),
+            (1u32..9, -20i32..20).prop_map(|(m, e)| format!("{m}.7355168e{e}")),
+            (-4_000_000_000i64..0).prop_map(|v| v.to_string()),
             (2000u32..2100, 1u32..13, 1u32..29, 0u32..25, 0u32..61)
                 .prop_map(|(y, m, d, h, s)| format!("\"{y}-{m:02}-{d:02}T{h:02}:00:{s:02}.123Z\"")),
             Just("\"2026-01-15T10:30:00+02:00\"".to_owned()),
@@ -410,6 +423,7 @@ mod tests {
             string().prop_map(|k| format!("{k}:[1,2]")),
             string().prop_map(|k| format!("{k}:{{\"a\":1}}")),
             Just("\"value\":false".to_owned()),
+            number().prop_map(|v| format!("\"value\":{v}")),
         ]
     }
 
@@ -469,9 +483,10 @@ mod tests {
         let common = r#"{"eventId":"evt-0","timestamp":"2026-01-01T00:00:01.840Z","userId":"user_5736","value":32.83,"features":{"amount":32.83,"hour_of_day":16,"location_distance":10.74,"v2":-1e-3},"label":0}"#;
         assert!(check(common).expect("agrees"));
         let (mut out, e) = ([f64::NAN; 2], extras());
-        let fields = scan(common, &e, &mut out).expect("the common shape is scanned");
+        let fields = scan(common, &e, TimestampUnit::Auto, &mut out).expect("the common shape is scanned");
         assert_eq!(fields.timestamp, Some(1_767_225_601_840));
         assert_eq!(fields.own[..3], [32.83, 16.0, 10.74]);
+        assert_eq!(fields.value, 32.83);
         assert!(out[0].is_nan());
         assert_eq!(out[1], -0.001);
         // Keys in the expected order, with optional ones left out, out of order, or spaced: read
@@ -482,6 +497,8 @@ mod tests {
             r#"{"userId":"u","eventId":"e","timestamp":5,"features":{"days_since_last_txn":4,"amount":1,"v1":7}}"#,
             r#"{ "eventId" : "e", "timestamp":5, "userId" :"u", "features": {"amount" :1, "hour_of_day": 2} }"#,
             r#"{"features":{"hour_of_day":0,"days_since_last_txn":1,"days_since_last_txn":2},"label":0,"label":1}"#,
+            r#"{"eventId":"e","userId":"u","timestamp":1735516800.25,"value":5000}"#,
+            r#"{"eventId":"e","userId":"u","timestamp":1.7355168e18,"features":{"amount":1}}"#,
         ] {
             assert!(check(scanned).expect("agrees"), "{scanned}");
         }
@@ -489,7 +506,7 @@ mod tests {
             r#"{"eventId":"e\"1","userId":"u","timestamp":1,"features":{"amount":1}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1},"tags":["a"]}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1e999}}"#,
-            r#"{"eventId":"e","userId":"u","timestamp":1.0,"features":{"amount":1}}"#,
+            r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1,"card":"c-1"}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":01}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1},"label":2}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1}} x"#,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::ScoredBatch;
 use crate::model::{Model, ModelError};
-use crate::reasons::write_input_reason;
+use crate::reasons::{fact_of, write_input_reason, Fact};
 
 /// Most reasons named per decision.
 pub const MAX_REASONS: usize = 3;
@@ -72,10 +72,11 @@ pub fn explain(model: &Model, batch: &mut ScoredBatch, floor: f64) -> Result<(),
     let mut contributions = Vec::with_capacity(rows.len());
     model.contributions(&rows, &mut contributions)?;
     let inputs = &model.metadata().inputs;
+    let facts: Vec<Fact> = inputs.iter().enumerate().map(|(j, input)| fact_of(j, &input.name)).collect();
     let out = &mut batch.explanations;
-    let mut top = Vec::with_capacity(MAX_REASONS + 1);
+    let mut top = Vec::with_capacity(d);
     for ((&i, row), contributions) in picked.iter().zip(rows.chunks_exact(d)).zip(contributions.chunks_exact(d)) {
-        top_inputs(contributions, row, &mut top);
+        top_inputs(contributions, row, &facts, &mut top);
         for (n, &j) in top.iter().enumerate() {
             if n > 0 {
                 out.text.push(b',');
@@ -88,22 +89,24 @@ pub fn explain(model: &Model, batch: &mut ScoredBatch, floor: f64) -> Result<(),
 }
 
 /// The inputs with the largest contributions of at least [`MIN_CONTRIBUTION`], largest first
-/// (ties by input order), at most [`MAX_REASONS`]. Missing values (`row[j]` not finite) are
-/// never named: the model saw the training mean, not a value an analyst could check.
-/// Replaces the contents of `top` (a buffer reused across rows).
-pub fn top_inputs(contributions: &[f32], row: &[f32], top: &mut Vec<usize>) {
+/// (ties by input order), at most [`MAX_REASONS`], one per fact (`facts[j]` is input j's): an
+/// input whose fact a stronger one already names is passed over. Missing values (`row[j]` not
+/// finite) are never named: the model saw the training mean, not a value an analyst could
+/// check. Replaces the contents of `top` (a buffer reused across rows).
+pub fn top_inputs(contributions: &[f32], row: &[f32], facts: &[Fact], top: &mut Vec<usize>) {
     top.clear();
-    for (j, (&c, v)) in contributions.iter().zip(row).enumerate() {
-        if !(c >= MIN_CONTRIBUTION && v.is_finite()) {
-            continue;
-        }
-        // Strictly greater: an equal contribution stays behind the earlier input.
-        let at = top.iter().position(|&k| c > contributions[k]).unwrap_or(top.len());
-        if at < MAX_REASONS {
-            top.insert(at, j);
-            top.truncate(MAX_REASONS);
+    top.extend((0..contributions.len()).filter(|&j| contributions[j] >= MIN_CONTRIBUTION && row[j].is_finite()));
+    // An equal contribution stays behind the earlier input.
+    top.sort_unstable_by(|&a, &b| contributions[b].total_cmp(&contributions[a]).then(a.cmp(&b)));
+    let mut kept = 0;
+    for at in 0..top.len() {
+        let j = top[at];
+        if kept < MAX_REASONS && !top[..kept].iter().any(|&k| facts[k] == facts[j]) {
+            top[kept] = j;
+            kept += 1;
         }
     }
+    top.truncate(kept);
 }
 
 #[cfg(test)]
@@ -162,11 +165,25 @@ mod tests {
     #[test]
     fn top_inputs_ranks_by_contribution_with_ties_in_input_order() {
         let row = [1.0; 6];
+        let facts: Vec<Fact> = (0..6).map(Fact::Input).collect();
         let mut top = vec![7];
-        top_inputs(&[0.2, 0.9, 0.2, -5.0, 0.9, 0.01], &row, &mut top);
+        top_inputs(&[0.2, 0.9, 0.2, -5.0, 0.9, 0.01], &row, &facts, &mut top);
         assert_eq!(top, [1, 4, 0]);
-        top_inputs(&[0.0, 0.04, -1.0], &row[..3], &mut top);
+        top_inputs(&[0.0, 0.04, -1.0], &row[..3], &facts[..3], &mut top);
         assert!(top.is_empty());
+    }
+
+    #[test]
+    fn each_fact_is_named_once_by_its_strongest_input() {
+        // Inputs 0–2 all measure the amount; the weaker two give way to other facts.
+        let row = [1.0; 6];
+        let names = ["mean_1h", "amount_ratio", "max_7d", "cnt_1h", "v14", "location_new"];
+        let facts: Vec<Fact> = names.iter().enumerate().map(|(j, n)| fact_of(j, n)).collect();
+        let mut top = Vec::new();
+        top_inputs(&[0.8, 0.9, 0.7, 0.3, 0.2, 0.1], &row, &facts, &mut top);
+        assert_eq!(top, [1, 3, 4]);
+        top_inputs(&[0.8, 0.9, 0.7, 0.0, 0.0, 0.0], &row, &facts, &mut top);
+        assert_eq!(top, [1]);
     }
 
     #[test]

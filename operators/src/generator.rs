@@ -22,6 +22,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::hashing::mix64;
+use crate::epoch::TimestampUnit;
 use crate::time::{days_from_civil, write_rfc3339_ms, DAY_MS, HOUR_MS, MAX_MS, MIN_MS};
 
 const SECOND_MS: i64 = 1_000;
@@ -66,6 +67,32 @@ pub struct GeneratorConfig {
     /// Event-time span covered by `events` (in endless mode the rate is
     /// 1,000,000 events per `span_ms`, i.e. the default config's rate).
     pub span_ms: i64,
+    /// How `timestamp` is written.
+    pub timestamp_form: TimestampForm,
+}
+
+/// How the generator writes an event's `timestamp` (SPEC §1 accepts each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampForm {
+    /// RFC 3339, with a tenth of the events as integer epoch milliseconds, so consumers meet
+    /// both forms.
+    #[default]
+    Mixed,
+    Rfc3339,
+    /// A number in this unit (seconds with a three-digit fraction; `Auto` is milliseconds).
+    Epoch(TimestampUnit),
+}
+
+impl TimestampForm {
+    /// The form named `mixed`, `rfc3339`, or a unit `s`, `ms`, `us`, `ns`.
+    pub fn from_name(name: &str) -> Option<TimestampForm> {
+        match name {
+            "mixed" => Some(TimestampForm::Mixed),
+            "rfc3339" => Some(TimestampForm::Rfc3339),
+            "auto" => None,
+            unit => TimestampUnit::from_name(unit).map(TimestampForm::Epoch),
+        }
+    }
 }
 
 impl Default for GeneratorConfig {
@@ -78,6 +105,7 @@ impl Default for GeneratorConfig {
             // 2026-01-01T00:00:00Z
             start_ms: days_from_civil(2026, 1, 1) * DAY_MS,
             span_ms: 30 * DAY_MS,
+            timestamp_form: TimestampForm::Mixed,
         }
     }
 }
@@ -106,6 +134,7 @@ pub struct Generator {
     /// Arrival time of the next main-stream slot once drawn.
     next_main_ms: Option<i64>,
     start_ms: i64,
+    timestamp_form: TimestampForm,
     /// Width of one main-stream arrival slot, ms.
     main_gap_ms: f64,
     /// Probability that a main arrival also starts a fraud incident.
@@ -178,6 +207,7 @@ impl Generator {
             main_index: 0,
             next_main_ms: None,
             start_ms: cfg.start_ms,
+            timestamp_form: cfg.timestamp_form,
             main_gap_ms,
             incident_p,
             kind_cdf,
@@ -353,7 +383,11 @@ impl Generator {
     fn render(&self, p: &Planned, out: &mut Vec<u8>) {
         let prof = &self.users[p.user as usize];
         let mut r = SplitMix64(mix64(self.render_key ^ p.seq));
-        let epoch_form = r.f64() < EPOCH_FORM_P;
+        let form = match self.timestamp_form {
+            TimestampForm::Mixed if r.f64() < EPOCH_FORM_P => TimestampForm::Epoch(TimestampUnit::Millis),
+            TimestampForm::Mixed => TimestampForm::Rfc3339,
+            other => other,
+        };
         let (amount, distance_km) = match p.kind {
             Kind::Normal => {
                 let mut amount = prof.typical * (prof.sigma * r.normal()).exp();
@@ -379,7 +413,7 @@ impl Generator {
         out.extend_from_slice(b"{\"eventId\":\"evt-");
         out.extend_from_slice(num.format(p.seq).as_bytes());
         out.extend_from_slice(b"\",\"timestamp\":");
-        write_timestamp(out, p.ts_ms, epoch_form);
+        write_timestamp(out, p.ts_ms, form);
         out.extend_from_slice(b",\"userId\":\"");
         write_user_id(out, p.user);
         out.extend_from_slice(b"\",\"value\":");
@@ -664,16 +698,33 @@ impl Rng for Xoshiro256 {
     }
 }
 
-/// Writes `ms` as a quoted `YYYY-MM-DDTHH:MM:SS.mmmZ`, or as bare epoch ms when asked to or
-/// when the year has no four-digit form.
-fn write_timestamp(out: &mut Vec<u8>, ms: i64, epoch_form: bool) {
-    if epoch_form || !(MIN_MS..=MAX_MS).contains(&ms) {
-        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
-        return;
+/// Writes `ms` in `form`: a quoted `YYYY-MM-DDTHH:MM:SS.mmmZ` (bare epoch ms when the year has
+/// no four-digit form), or a number in the form's unit.
+fn write_timestamp(out: &mut Vec<u8>, ms: i64, form: TimestampForm) {
+    let mut digits = itoa::Buffer::new();
+    let unit = match form {
+        TimestampForm::Epoch(unit) => unit,
+        _ if !(MIN_MS..=MAX_MS).contains(&ms) => TimestampUnit::Millis,
+        _ => {
+            out.push(b'"');
+            write_rfc3339_ms(ms, out);
+            out.push(b'"');
+            return;
+        }
+    };
+    match unit {
+        TimestampUnit::Seconds => {
+            if ms < 0 {
+                out.push(b'-');
+            }
+            out.extend_from_slice(digits.format(ms.unsigned_abs() / 1000).as_bytes());
+            let millis = ms.unsigned_abs() % 1000;
+            out.extend_from_slice(&[b'.', b'0' + (millis / 100) as u8, b'0' + (millis / 10 % 10) as u8, b'0' + (millis % 10) as u8]);
+        }
+        TimestampUnit::Micros => out.extend_from_slice(digits.format(i128::from(ms) * 1000).as_bytes()),
+        TimestampUnit::Nanos => out.extend_from_slice(digits.format(i128::from(ms) * 1_000_000).as_bytes()),
+        TimestampUnit::Auto | TimestampUnit::Millis => out.extend_from_slice(digits.format(ms).as_bytes()),
     }
-    out.push(b'"');
-    write_rfc3339_ms(ms, out);
-    out.push(b'"');
 }
 
 /// Writes an amount given in cents as `units.cc` — exact, unlike printing a rounded f64.
@@ -830,6 +881,36 @@ mod tests {
         assert!((0.07..0.13).contains(&frac), "epoch form share {frac}");
     }
 
+    /// The raw JSON text of each line's `timestamp` value.
+    fn timestamp_texts(form: TimestampForm) -> Vec<String> {
+        let out = render_all(GeneratorConfig { timestamp_form: form, ..cfg(2_000, 3) });
+        let timestamps = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|line| {
+            #[derive(serde::Deserialize)]
+            struct Line<'a> {
+                #[serde(borrow)]
+                timestamp: &'a serde_json::value::RawValue,
+            }
+            serde_json::from_slice::<Line>(line).expect("json").timestamp.get().to_owned()
+        });
+        timestamps.collect()
+    }
+
+    #[test]
+    fn every_timestamp_form_reads_back_as_the_same_instant() {
+        let rfc3339 = timestamp_texts(TimestampForm::Rfc3339);
+        assert!(rfc3339.iter().all(|t| t.starts_with('"')));
+        let read = |t: &String| crate::event::event_time(t, TimestampUnit::Auto).expect("valid").expect("present");
+        let instants: Vec<i64> = rfc3339.iter().map(read).collect();
+        for unit in ["s", "ms", "us", "ns"] {
+            let form = TimestampForm::from_name(unit).expect("a unit");
+            let texts = timestamp_texts(form);
+            assert!(texts.iter().all(|t| !t.starts_with('"')), "{unit}: numbers only");
+            assert_eq!(texts.iter().map(read).collect::<Vec<_>>(), instants, "{unit}");
+        }
+        assert_eq!(TimestampForm::from_name("mixed"), Some(TimestampForm::Mixed));
+        assert_eq!(TimestampForm::from_name("auto"), None);
+    }
+
     #[test]
     fn per_user_order_breaks_only_at_delayed_events() {
         let n = 200_000u64;
@@ -957,7 +1038,7 @@ mod tests {
     fn date_conversion_matches_known_instants() {
         let fmt = |ms: i64| {
             let mut v = Vec::new();
-            write_timestamp(&mut v, ms, false);
+            write_timestamp(&mut v, ms, TimestampForm::Rfc3339);
             String::from_utf8(v).expect("ascii")
         };
         assert_eq!(fmt(0), "\"1970-01-01T00:00:00.000Z\"");
@@ -972,8 +1053,18 @@ mod tests {
         assert_eq!(days_from_civil(2024, 2, 29) * DAY_MS + DAY_MS - 1, 1_709_251_199_999);
         assert_eq!(GeneratorConfig::default().start_ms, 1_767_225_600_000);
         let mut v = Vec::new();
-        write_timestamp(&mut v, 1_709_251_199_999, true);
+        write_timestamp(&mut v, 1_709_251_199_999, TimestampForm::Epoch(TimestampUnit::Millis));
         assert_eq!(v, b"1709251199999");
+        for (unit, text) in [
+            (TimestampUnit::Seconds, "-1.005"),
+            (TimestampUnit::Millis, "-1005"),
+            (TimestampUnit::Micros, "-1005000"),
+            (TimestampUnit::Nanos, "-1005000000"),
+        ] {
+            v.clear();
+            write_timestamp(&mut v, -1005, TimestampForm::Epoch(unit));
+            assert_eq!(v, text.as_bytes(), "{unit:?}");
+        }
     }
 
     #[test]

@@ -27,9 +27,9 @@ use timely::dataflow::{Scope, Stream};
 use timely::scheduling::SyncActivator;
 use tokio::sync::oneshot;
 
-use crate::batch::{EventBatch, Origin, HTTP_PARTITION};
+use crate::batch::{EventBatch, Origin, TimestampSource, HTTP_PARTITION};
 use crate::clock::now_ns;
-use crate::event::EventParser;
+use crate::event::{Envelope, EventParser};
 
 /// The answer to one detect request.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,6 +52,10 @@ pub enum SubmitError {
 struct Request {
     id: u64,
     body: Vec<u8>,
+    /// When the server received the request: the event time of a body without `timestamp`.
+    received_ms: i64,
+    /// The eventId of a body without one (SPEC §6), returned in its decision record.
+    generated_id: String,
 }
 
 /// Shared by the HTTP server (which submits) and the dataflow (which reads and answers).
@@ -93,15 +97,17 @@ impl DetectChannel {
         })
     }
 
-    /// Queues a request body; the receiver yields its answer.
-    pub fn submit(&self, body: Vec<u8>) -> Result<oneshot::Receiver<DetectReply>, SubmitError> {
+    /// Queues a request body received at `received_ms` (epoch milliseconds); the receiver
+    /// yields its answer.
+    pub fn submit(&self, body: Vec<u8>, received_ms: i64) -> Result<oneshot::Receiver<DetectReply>, SubmitError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(SubmitError::Stopped);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiting().insert(id, tx);
-        if let Err(e) = self.queue.try_send(Request { id, body }) {
+        let generated_id = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.queue.try_send(Request { id, body, received_ms, generated_id }) {
             self.waiting().remove(&id);
             return Err(match e {
                 TrySendError::Full(_) => SubmitError::Overloaded,
@@ -188,7 +194,11 @@ pub fn http_source<'s>(
             while taken < REQUESTS_PER_ACTIVATION {
                 let Ok(request) = receiver.try_recv() else { break };
                 let origin = Origin { partition: HTTP_PARTITION, position: request.id };
-                parser.parse_into(&request.body, origin, &mut batches, index);
+                let envelope = Envelope {
+                    timestamp: Some((request.received_ms, TimestampSource::Received)),
+                    event_id: Some(&request.generated_id),
+                };
+                parser.parse_enveloped(&request.body, origin, envelope, &mut batches, index);
                 taken += 1;
             }
             if taken > 0 {

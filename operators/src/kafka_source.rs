@@ -27,12 +27,13 @@ use timely::dataflow::operators::generic::source;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
-use crate::batch::{BatchSizes, EventBatch, Origin};
+use crate::batch::{BatchSizes, EventBatch, Origin, TimestampSource};
 use crate::checkpointing::SourceBarriers;
 use crate::clock::{unix_ms, WallClock};
-use crate::event::EventParser;
+use crate::event::{Envelope, EventParser};
 use crate::kafka_client::{KafkaSettings, LoggingContext};
 use crate::offsets::{OffsetLedger, PartitionOffsets};
+use crate::time::check_range_ms;
 
 /// How long an idle or paused source waits before polling again.
 const IDLE_POLL: Duration = Duration::from_millis(1);
@@ -304,9 +305,17 @@ pub fn kafka_source<'s>(
                 };
                 let origin = Origin { partition: message.partition() as u32, position: message.offset() as u64 };
                 let dead_before = batches[index].dead.len();
-                let parsed = parser.parse_into(message.payload().unwrap_or_default(), origin, &mut batches, index);
+                let message_ms = message.timestamp().to_millis();
+                // SPEC §1: a record without `timestamp` takes its message's (as Flink does), the
+                // same on every replay of the message.
+                let envelope = Envelope {
+                    timestamp: message_ms.filter(|&ms| check_range_ms(ms).is_ok()).map(|ms| (ms, TimestampSource::Message)),
+                    event_id: None,
+                };
+                let payload = message.payload().unwrap_or_default();
+                let parsed = parser.parse_enveloped(payload, origin, envelope, &mut batches, index);
                 if let Some(dest) = parsed {
-                    let produced = message.timestamp().to_millis().map_or(clock.now_ns, |ms| clock.instant_of(ms));
+                    let produced = message_ms.map_or(clock.now_ns, |ms| clock.instant_of(ms));
                     batches[dest].event_ingest_ns.push(produced);
                 }
                 if let (Some(dead), Some(key)) = (batches[index].dead.get_mut(dead_before), message.key()) {

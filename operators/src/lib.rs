@@ -9,6 +9,7 @@ pub mod clock;
 pub mod dead_letter;
 pub mod decide;
 pub mod enrich;
+pub mod epoch;
 pub mod evaluation;
 pub mod event;
 mod event_scan;

@@ -58,6 +58,36 @@ const WINDOW_STATS: [(&str, &str); 5] = [
     ("std", "spread of amounts"),
 ];
 
+/// The underlying fact an input measures. Several inputs can say the same thing (a large
+/// amount shows in `amount`, `amount_ratio` and every window's max, mean, sum and spread), and
+/// a decision names each fact once, through its strongest input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// The size of the amount, absolute or against the user's history.
+    Amount,
+    /// How many transactions, and how fast.
+    Frequency,
+    Location,
+    HourOfDay,
+    /// Time since the previous transaction.
+    Recency,
+    /// An input with no known relatives (e.g. an imported `v14`): its own fact, by position.
+    Input(usize),
+}
+
+/// The fact model input `index`, named `name`, measures.
+pub fn fact_of(index: usize, name: &str) -> Fact {
+    let stat = name.split_once('_').filter(|(_, window)| ["1h", "24h", "7d"].contains(window)).map(|(stat, _)| stat);
+    match (name, stat) {
+        ("amount" | "amount_ratio", _) | (_, Some("sum" | "max" | "mean" | "std")) => Fact::Amount,
+        ("velocity_score", _) | (_, Some("cnt")) => Fact::Frequency,
+        ("location_new" | "location_distance", _) => Fact::Location,
+        ("time_unusual" | "hour_of_day", _) => Fact::HourOfDay,
+        ("secs_since_prev" | "days_since_last_txn", _) => Fact::Recency,
+        _ => Fact::Input(index),
+    }
+}
+
 /// Writes a known input's name in words ("mean amount in the user's last 1h"), any other
 /// (e.g. an imported `v14`) as it is.
 fn write_label(o: &mut Vec<u8>, name: &str) {
@@ -193,6 +223,18 @@ mod tests {
         let mut out = Vec::new();
         write_input_reason(&mut out, name, value, mean);
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn related_inputs_share_their_fact() {
+        let names = ["amount", "amount_ratio", "max_1h", "mean_24h", "sum_7d", "std_1h"];
+        assert!(names.iter().enumerate().all(|(i, n)| fact_of(i, n) == Fact::Amount));
+        assert_eq!(fact_of(0, "cnt_24h"), fact_of(1, "velocity_score"));
+        assert_eq!(fact_of(0, "location_new"), fact_of(1, "location_distance"));
+        assert_eq!(fact_of(0, "time_unusual"), fact_of(1, "hour_of_day"));
+        assert_eq!(fact_of(0, "secs_since_prev"), fact_of(1, "days_since_last_txn"));
+        assert_ne!(fact_of(0, "v14"), fact_of(1, "v3"));
+        assert_eq!(fact_of(5, "mean_2h"), Fact::Input(5));
     }
 
     #[test]

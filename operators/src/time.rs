@@ -26,6 +26,8 @@ pub enum TimeError {
     Field,
     #[error("timestamp is outside years 0000-9999")]
     Range,
+    #[error("timestamp is not a number of at most 36 digits with an exponent that fits")]
+    Number,
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

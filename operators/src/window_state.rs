@@ -169,6 +169,7 @@ impl KeyedState {
             label: event.label,
             late,
             ingest_ns: batch.event_ingest_ns.get(index).copied().unwrap_or(batch.ingest_ns),
+            timestamp_source: event.timestamp_source,
         });
         out.windows.push(features);
         let n = self.cfg.extra_count;

@@ -171,10 +171,10 @@ fn non_finite_and_out_of_range_values_are_dead_letters_with_their_field() {
         (format!(r#"{{{ok},"features":{{"amount":-2e15}}}}"#), "magnitude above 1e15"),
         (r#"{"eventId":"e","userId":"u","timestamp":-62167219200001,"features":{"amount":1}}"#.to_owned(), "timestamp"),
         (
-            r#"{"eventId":"e","userId":"u","timestamp":9223372036854775807,"features":{"amount":1}}"#.to_owned(),
+            r#"{"eventId":"e","userId":"u","timestamp":92233720368547758070000,"features":{"amount":1}}"#.to_owned(),
             "timestamp",
         ),
-        (r#"{"eventId":"e","userId":"u","timestamp":1.5e12,"features":{"amount":1}}"#.to_owned(), "timestamp"),
+        (r#"{"eventId":"e","userId":"u","timestamp":1.5e400,"features":{"amount":1}}"#.to_owned(), "timestamp"),
     ];
     for (raw, reason) in cases {
         let mut batches = vec![EventBatch::default()];

@@ -171,6 +171,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             model_path: model_path.clone(),
             threshold: None,
             rules: Default::default(),
+            timestamp_unit: Default::default(),
             emit_features: false,
             output: Output::Discard,
             stop: Arc::new(AtomicBool::new(false)),

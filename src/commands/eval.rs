@@ -35,7 +35,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, layout) = load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
     let threshold = args.threshold.unwrap_or(model.metadata().threshold);
-    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), args.data.workers)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), &args.data)?;
     let mut labelled = Labelled { rows: Vec::new(), scores: Vec::new(), labels: Vec::new() };
     let d = model.width();
     for batch in &mut extracted.batches {

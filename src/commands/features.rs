@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use dataflows::feature_extraction::{extract, ExtractedFeatures};
 use dataflows::input::JobInput;
-use operators::event::ExtraFeatures;
+use operators::event::{EventParser, ExtraFeatures};
 use operators::features::WINDOW_FEATURE_NAMES;
 use operators::user_state::StateRules;
 
-use crate::cli::FeaturesArgs;
+use crate::cli::{FeaturesArgs, InputArgs};
 use crate::commands::run::state_rules;
-use crate::commands::worker_count;
+use crate::commands::{timestamp_unit, worker_count};
 use crate::error::UsageError;
 use crate::progress::{self, Progress};
 
@@ -32,14 +32,15 @@ pub fn extract_with_progress(
     input: JobInput,
     extras: ExtraFeatures,
     rules: StateRules,
-    workers: Option<usize>,
+    data: &InputArgs,
 ) -> anyhow::Result<ExtractedFeatures> {
-    let workers = worker_count(workers)?;
+    let workers = worker_count(data.workers)?;
+    let parser = EventParser::new(extras).with_timestamp_unit(timestamp_unit(data.timestamp_unit.as_deref())?);
     let processed = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&processed);
     let watcher =
         progress::watch(Progress::new("extracting features", None, true), move || counter.load(Ordering::Relaxed));
-    let extracted = extract(input, extras, rules, workers, processed);
+    let extracted = extract(input, parser, rules, workers, processed);
     watcher.finish();
     extracted.map_err(anyhow::Error::msg)
 }
@@ -49,7 +50,7 @@ pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let out_path = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
     let rules = state_rules(args.lateness.as_deref())?;
-    let extracted = extract_with_progress(input, ExtraFeatures::default(), rules, args.data.workers)?;
+    let extracted = extract_with_progress(input, ExtraFeatures::default(), rules, &args.data)?;
     let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);

@@ -4,7 +4,7 @@ use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use operators::generator::{Generator, GeneratorConfig};
+use operators::generator::{Generator, GeneratorConfig, TimestampForm};
 use operators::kafka_client::{wait_for_topics, KafkaSettings, LoggingContext, TopicError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -16,7 +16,12 @@ use crate::progress::Progress;
 
 /// Writes the configured number of events.
 pub fn execute(args: GenArgs) -> anyhow::Result<()> {
-    let cfg = generator_config(&args.generator)?;
+    let mut cfg = generator_config(&args.generator)?;
+    if let Some(name) = &args.timestamp_format {
+        cfg.timestamp_form = TimestampForm::from_name(name).ok_or_else(|| {
+            UsageError(format!("--timestamp-format: `{name}` is not one of mixed, rfc3339, s, ms, us, ns"))
+        })?;
+    }
     if cfg.events == 0 {
         return Err(UsageError("--events: gen needs a finite number of events".into()).into());
     }

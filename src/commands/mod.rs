@@ -10,6 +10,7 @@ pub mod train;
 
 use std::path::PathBuf;
 
+use operators::epoch::TimestampUnit;
 use operators::generator::GeneratorConfig;
 use operators::time::DAY_MS;
 
@@ -48,6 +49,15 @@ pub fn positive_rate(rate: Option<f64>) -> Result<Option<f64>, UsageError> {
             Err(UsageError(format!("--rate: {r} is not a positive number of events/s")))
         }
         other => Ok(other),
+    }
+}
+
+/// The unit of numeric timestamps from `--timestamp-unit` (default: by magnitude).
+pub fn timestamp_unit(flag: Option<&str>) -> Result<TimestampUnit, UsageError> {
+    match flag {
+        None => Ok(TimestampUnit::Auto),
+        Some(name) => TimestampUnit::from_name(name)
+            .ok_or_else(|| UsageError(format!("--timestamp-unit: `{name}` is not one of auto, s, ms, us, ns"))),
     }
 }
 

@@ -20,7 +20,8 @@ use operators::user_state::StateRules;
 
 use crate::cli::{ClusterArgs, KafkaArgs, RunArgs};
 use crate::commands::{
-    default_model_path, generator_config, kafka_options, positive_rate, timely_config, DEFAULT_BROKERS,
+    default_model_path, generator_config, kafka_options, positive_rate, timely_config, timestamp_unit,
+    DEFAULT_BROKERS,
 };
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;
@@ -303,6 +304,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let timely = timely_config(&args.cluster)?;
     let mut tuning = tuning(&args)?;
     let rules = state_rules(args.lateness.as_deref())?;
+    let timestamp_unit = timestamp_unit(args.timestamp_unit.as_deref())?;
     let stop = stop_flag()?;
     let partitions = kafka.check_topics(read_kafka, write_kafka, &stop)?;
     let mut input = job_input(&args, &kafka, partitions)?;
@@ -336,6 +338,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         model_path: args.model.clone().unwrap_or_else(default_model_path),
         threshold: args.threshold,
         rules,
+        timestamp_unit,
         emit_features: args.emit_features,
         output,
         stop,

@@ -86,7 +86,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let layout = InputLayout::resolve(&names)
         .map_err(|bad| UsageError(format!("--input: feature names vigil cannot use: {}", bad.join(", "))))?;
     let started = std::time::Instant::now();
-    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), args.data.workers)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), &args.data)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);
     }

@@ -3,13 +3,14 @@
 //!
 //! Rules: an empty or `NaN` feature cell is an absent feature (never 0); an infinite or
 //! non-numeric one rejects the row, as do a missing/invalid id, user, time or amount and a
-//! label other than 0/1. Relative times are rounded to the microsecond before the
-//! sub-millisecond part is floored, so `0.29` s is 290 ms despite binary floating point.
+//! label other than 0/1. Numeric times are read from their decimal text (`operators::epoch`)
+//! and floored to the millisecond, so `0.29` s is 290 ms despite binary floating point.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::mapping::{IdSource, ResolvedMapping, TimeUnit, UserSource};
-use operators::time::{check_range_ms, parse_rfc3339_ms, write_rfc3339_ms};
+use super::mapping::{IdSource, ResolvedMapping, UserSource};
+use operators::epoch::epoch_ms_of_number;
+use operators::time::{check_range_ms, parse_rfc3339_ms, write_rfc3339_ms, TimeError};
 
 /// A converted row.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,16 +79,16 @@ fn number(cell: &str) -> Result<Option<f64>, String> {
 }
 
 fn timestamp(m: &ResolvedMapping, cell: &str) -> Result<i64, String> {
-    let ms = match m.unit {
-        TimeUnit::Rfc3339 => parse_rfc3339_ms(cell).map_err(|e| format!("timestamp: `{cell}`: {e}"))?,
-        unit => {
-            let v = number(cell).map_err(|e| format!("timestamp: {e}"))?.ok_or("timestamp: empty cell")?;
-            let micros = (v * if unit == TimeUnit::S { 1e6 } else { 1e3 }).round();
-            if micros.abs() > 9.0e18 {
-                return Err(format!("timestamp: `{cell}` is out of range"));
-            }
-            (micros as i64).div_euclid(1000).checked_add(m.base_ms).ok_or("timestamp: out of range")?
-        }
+    let ms = match m.unit.numeric() {
+        None => parse_rfc3339_ms(cell).map_err(|e| format!("timestamp: `{cell}`: {e}"))?,
+        Some(_) if cell.is_empty() => return Err("timestamp: empty cell".into()),
+        Some(unit) => epoch_ms_of_number(cell, unit)
+            .map_err(|e| match e {
+                TimeError::Number => format!("timestamp: `{cell}` is not a number"),
+                e => format!("timestamp: `{cell}`: {e}"),
+            })?
+            .checked_add(m.base_ms)
+            .ok_or("timestamp: out of range")?,
     };
     check_range_ms(ms).map_err(|e| format!("timestamp: `{cell}`: {e}"))
 }
@@ -132,6 +133,7 @@ impl Serialize for Features<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::mapping::TimeUnit;
 
     fn mapping(unit: TimeUnit, base_ms: i64) -> ResolvedMapping {
         ResolvedMapping {
@@ -167,6 +169,16 @@ mod tests {
         let rfc = mapping(TimeUnit::Rfc3339, 0);
         let e = convert(&rfc, &["7", "a", "b", "1970-01-01T00:00:01.5Z", "1", "0", "", ""], 1).unwrap();
         assert_eq!(e.timestamp_ms, 1500);
+        for (unit, cell) in [
+            (TimeUnit::Auto, "1735516800"),
+            (TimeUnit::Auto, "1735516800000.4"),
+            (TimeUnit::Auto, "1735516800000000"),
+            (TimeUnit::Us, "1735516800000000"),
+            (TimeUnit::Ns, "1735516800000000000"),
+        ] {
+            let e = convert(&mapping(unit, 0), &["7", "a", "b", cell, "1", "0", "", ""], 1).unwrap();
+            assert_eq!(e.timestamp_ms, 1_735_516_800_000, "{unit:?} {cell}");
+        }
     }
 
     #[test]

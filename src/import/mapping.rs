@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::UsageError;
 use operators::features::OWN_FEATURE_NAMES;
+use operators::epoch::TimestampUnit;
 use operators::time::parse_rfc3339_ms;
 
 /// The whole mapping file.
@@ -58,8 +59,9 @@ fn default_separator() -> String {
     "|".to_string()
 }
 
-/// Event time: a column of RFC 3339 strings, or of numbers in `unit`, absolute (epoch) or
-/// relative to `base` (an RFC 3339 instant).
+/// Event time: a column of RFC 3339 strings, or of numbers in `unit` (`s`, `ms`, `us`, `ns`, or
+/// `auto`: by magnitude, as SPEC §1 reads event timestamps), absolute (epoch) or relative to
+/// `base` (an RFC 3339 instant).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampMapping {
@@ -71,9 +73,26 @@ pub struct TimestampMapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeUnit {
+    Auto,
     S,
     Ms,
+    Us,
+    Ns,
     Rfc3339,
+}
+
+impl TimeUnit {
+    /// The unit of a numeric column (`None` for RFC 3339 text).
+    pub fn numeric(self) -> Option<TimestampUnit> {
+        match self {
+            TimeUnit::Auto => Some(TimestampUnit::Auto),
+            TimeUnit::S => Some(TimestampUnit::Seconds),
+            TimeUnit::Ms => Some(TimestampUnit::Millis),
+            TimeUnit::Us => Some(TimestampUnit::Micros),
+            TimeUnit::Ns => Some(TimestampUnit::Nanos),
+            TimeUnit::Rfc3339 => None,
+        }
+    }
 }
 
 /// Extra numeric feature columns, by name and/or by a `*` pattern; each becomes the feature
@@ -155,7 +174,7 @@ impl Mapping {
         };
         let t = &self.timestamp;
         let base_ms = match (&t.base, t.unit) {
-            (Some(_), TimeUnit::Rfc3339) => return Err("timestamp.base: only meaningful with unit s or ms".into()),
+            (Some(_), TimeUnit::Rfc3339) => return Err("timestamp.base: only meaningful with a numeric unit".into()),
             (Some(b), _) => {
                 parse_rfc3339_ms(b).map_err(|e| format!("timestamp.base: `{b}` is not an RFC 3339 instant ({e})"))?
             }

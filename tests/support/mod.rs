@@ -91,7 +91,8 @@ pub fn bad_lines() -> Vec<(Vec<u8>, &'static str)> {
         (br#"{"eventId":"x","userId":"u"#.to_vec(), "EOF"),
         (br#"{"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing eventId"),
         (br#"{"eventId":"e","timestamp":1,"features":{"amount":1}}"#.to_vec(), "missing userId"),
-        (br#"{"eventId":"e","userId":"u","features":{"amount":1}}"#.to_vec(), "missing timestamp"),
+        // Not "missing timestamp": from Kafka that takes the message's time (SPEC §1).
+        (br#"{"eventId":"e","userId":"u","timestamp":true,"features":{"amount":1}}"#.to_vec(), "timestamp"),
         (format!(r#"{{{ok},"features":{{"hour_of_day":3}}}}"#).into_bytes(), "missing features.amount"),
         (format!(r#"{{{ok},"features":{{"amount":"12.5"}}}}"#).into_bytes(), "features.amount"),
         (br#"{"eventId":7,"userId":"u","timestamp":1,"features":{"amount":1}}"#.to_vec(), "eventId"),

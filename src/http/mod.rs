@@ -6,11 +6,12 @@
 //! The transport around the routes, one concern per module: [`auth`] (bearer token on `/api/*`),
 //! [`in_flight`] (503 past a bound of requests in flight), [`body_limit`] (413 that the client
 //! can read), [`keep_alive`] (`Connection: close` when a body was left unread) and [`tls`]
-//! (HTTPS). Only `/api/*` carries them: metrics and health stay reachable without a token and
-//! while detect is overloaded.
+//! (HTTPS), configured by [`config`]. Only `/api/*` carries them: metrics and health stay
+//! reachable without a token and while detect is overloaded.
 
 mod auth;
 mod body_limit;
+mod config;
 mod in_flight;
 mod keep_alive;
 mod tls;
@@ -33,9 +34,8 @@ use axum_server::Handle;
 use operators::http_source::{DetectChannel, DetectReply, SubmitError};
 use operators::metrics::Metrics;
 
-use self::auth::BearerToken;
-use self::in_flight::{retry_later, DEFAULT_MAX_IN_FLIGHT};
-use crate::cli::RunArgs;
+pub use self::config::HttpConfig;
+use self::in_flight::retry_later;
 use crate::error::UsageError;
 
 /// Threads of the HTTP runtime: the timely workers own the cores, the API needs little.
@@ -43,43 +43,6 @@ const HTTP_THREADS: usize = 2;
 
 /// Longest wait at shutdown for requests still being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// `--http` and the flags of its transport, their files read and checked.
-pub struct HttpConfig {
-    addr: String,
-    token: Option<Arc<BearerToken>>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    max_in_flight: usize,
-}
-
-impl HttpConfig {
-    /// The configuration of `run`'s API; `None` without `--http`.
-    pub fn from_args(args: &RunArgs) -> Result<Option<HttpConfig>, UsageError> {
-        let Some(addr) = &args.http else { return Ok(None) };
-        let max_in_flight = args.http_max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-        if max_in_flight == 0 {
-            return Err(UsageError("--http-max-in-flight: must be at least 1".into()));
-        }
-        let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
-            (None, None) => None,
-            _ => return Err(UsageError("--tls-cert and --tls-key: give both or neither".into())),
-        };
-        Ok(Some(HttpConfig {
-            addr: addr.clone(),
-            token: args.http_token_file.as_deref().map(BearerToken::load).transpose()?.map(Arc::new),
-            tls,
-            max_in_flight,
-        }))
-    }
-
-    fn scheme(&self) -> &'static str {
-        match self.tls {
-            Some(_) => "https",
-            None => "http",
-        }
-    }
-}
 
 /// What the handlers share.
 #[derive(Clone)]

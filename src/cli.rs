@@ -124,6 +124,19 @@ pub struct RunArgs {
     /// the job then runs until SIGINT/SIGTERM even after a finite source is exhausted.
     #[arg(long)]
     pub http: Option<String>,
+    /// File holding a token that `/api/*` requests must present as `Authorization: Bearer
+    /// <token>` (401 otherwise); /metrics and /healthz stay open.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "http", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "http", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Most `/api/*` requests served at once; more answer 503 with Retry-After (default 1024).
+    #[arg(long, value_name = "N", requires = "http")]
+    pub http_max_in_flight: Option<usize>,
     /// Seconds between per-operator timing summaries in the log, e.g. 10s (default 10s).
     #[arg(long)]
     pub log_interval: Option<String>,

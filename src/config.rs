@@ -151,6 +151,33 @@ mod tests {
         assert!(err.0.contains("kafka_option: expected an array of strings"), "{}", err.0);
     }
 
+    #[test]
+    fn http_transport_keys_become_run_flags() {
+        use clap::Parser;
+
+        use crate::cli::{Cli, Command};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.toml");
+        let parse = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let flags = flags_from_file(&path, "run").unwrap();
+            Cli::try_parse_from(["vigil".to_owned(), "run".to_owned()].into_iter().chain(flags))
+        };
+        let cli = parse(
+            "[run]\nhttp = \"127.0.0.1:0\"\nhttp_token_file = \"token\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nhttp_max_in_flight = 8\n",
+        )
+        .unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.http_token_file.as_deref(), Some(Path::new("token")));
+        assert_eq!(run.tls_cert.as_deref(), Some(Path::new("c.pem")));
+        assert_eq!(run.tls_key.as_deref(), Some(Path::new("k.pem")));
+        assert_eq!(run.http_max_in_flight, Some(8));
+        // One TLS file without the other, or transport keys without `http`, are usage errors.
+        assert!(parse("[run]\nhttp = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\n").is_err());
+        assert!(parse("[run]\nhttp_token_file = \"token\"\n").is_err());
+    }
+
     /// Fuzzing the loader within CI time: any file text becomes flags or a message naming the
     /// file, and whatever flags a file yields, clap accepts or rejects them without a panic.
     mod hostile {

@@ -25,7 +25,7 @@ use crate::commands::{
 };
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;
-use crate::http::{self, ApiState, HttpServer};
+use crate::http::{self, ApiState, HttpConfig, HttpServer};
 use crate::progress::{self, Progress};
 
 /// Detect requests queued for the dataflow before the API answers 503.
@@ -268,10 +268,10 @@ fn telemetry(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<(Telemetr
         timing_interval: Some(log_interval(args.log_interval.as_deref())?),
         detect: None,
     };
-    let Some(addr) = &args.http else { return Ok((telemetry, None)) };
+    let Some(config) = HttpConfig::from_args(args)? else { return Ok((telemetry, None)) };
     let detect = DetectChannel::new(DETECT_QUEUE);
     telemetry.detect = Some(Arc::clone(&detect));
-    let server = http::start(addr, ApiState { metrics, detect, stop: Arc::clone(stop) })?;
+    let server = http::start(config, ApiState { metrics, detect, stop: Arc::clone(stop) })?;
     Ok((telemetry, Some(server)))
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the binary, generated events, malformed records.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod kafka;
 
 use std::ops::{Deref, DerefMut};

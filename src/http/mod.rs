@@ -2,11 +2,25 @@
 //! `POST /api/v1/detect`, served by axum on a small tokio runtime of its own, so no request
 //! ever runs on (or blocks) a timely worker. Detect requests go into the running dataflow
 //! through a bounded [`DetectChannel`]; a full queue answers 503 at once.
+//!
+//! The transport around the routes, one concern per module: [`auth`] (bearer token on `/api/*`),
+//! [`in_flight`] (503 past a bound of requests in flight), [`body_limit`] (413 that the client
+//! can read), [`keep_alive`] (`Connection: close` when a body was left unread) and [`tls`]
+//! (HTTPS), configured by [`config`]. Only `/api/*` carries them: metrics and health stay
+//! reachable without a token and while detect is overloaded.
+
+mod auth;
+mod body_limit;
+mod config;
+mod in_flight;
+mod keep_alive;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -14,21 +28,23 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{middleware, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
 use operators::clock::unix_ms;
 use operators::http_source::{DetectChannel, DetectReply, SubmitError};
 use operators::metrics::Metrics;
-use tokio::sync::oneshot;
 
+pub use self::config::HttpConfig;
+use self::in_flight::retry_later;
 use crate::detect::{ignored_features, with_ignored_features};
 use crate::error::UsageError;
 
-/// Largest request body read; larger events (> 1 MiB) still reach the parser, which names
-/// the limit in its error.
-const BODY_LIMIT: usize = 2 << 20;
-
 /// Threads of the HTTP runtime: the timely workers own the cores, the API needs little.
 const HTTP_THREADS: usize = 2;
+
+/// Longest wait at shutdown for requests still being answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -41,54 +57,74 @@ pub struct ApiState {
 
 /// A running server.
 pub struct HttpServer {
-    shutdown: Option<oneshot::Sender<()>>,
+    handle: Handle<SocketAddr>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Binds `addr` and serves the API on its own threads.
-pub fn start(addr: &str, state: ApiState) -> anyhow::Result<HttpServer> {
+/// Binds the configured address and serves the API on its own threads.
+pub fn start(config: HttpConfig, state: ApiState) -> anyhow::Result<HttpServer> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(HTTP_THREADS)
         .thread_name("vigil-http")
         .enable_all()
         .build()
         .context("starting the HTTP runtime")?;
-    let listener =
-        runtime.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| UsageError(format!("--http {addr}: {e}")))?;
+    let addr = &config.addr;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| UsageError(format!("--http {addr}: {e}")))?;
     let local: SocketAddr = listener.local_addr().context("reading the HTTP address")?;
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/actuator/prometheus", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/api/v1/detect", post(detect))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state);
-    let (shutdown, stopped) = oneshot::channel::<()>();
+    let scheme = config.scheme();
+    let app = router(&config, state);
+    let handle = Handle::new();
+    let serving = handle.clone();
     let thread = std::thread::Builder::new()
         .name("vigil-http".into())
         .spawn(move || {
+            // HTTP/1.1 only: the body limit keeps a connection usable by draining, which is an
+            // HTTP/1 concern, and clients of a scoring API gain nothing from HTTP/2.
             let served = runtime.block_on(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
+                let app = app.into_make_service();
+                match config.tls {
+                    None => axum_server::from_tcp(listener)?.http1_only().handle(serving).serve(app).await,
+                    Some(tls) => {
+                        let tls = RustlsConfig::from_config(tls);
+                        axum_server::from_tcp_rustls(listener, tls)?.http1_only().handle(serving).serve(app).await
+                    }
+                }
             });
             if let Err(e) = served {
                 tracing::error!(target: "vigil::http", "HTTP server failed: {e}");
             }
         })
         .context("starting the HTTP thread")?;
-    tracing::info!(target: "vigil::http", address = %local, "HTTP API listening");
-    Ok(HttpServer { shutdown: Some(shutdown), thread: Some(thread) })
+    tracing::info!(target: "vigil::http", address = %local, scheme = %scheme, "HTTP API listening");
+    Ok(HttpServer { handle, thread: Some(thread) })
+}
+
+/// The routes; `/api/*` behind the transport's guards (outermost first: keep-alive, token,
+/// in-flight bound, body limit).
+fn router(config: &HttpConfig, state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/detect", post(detect))
+        .route_layer(middleware::from_fn(body_limit::limit_body))
+        // `limit_body` has bounded and buffered the body already.
+        .route_layer(DefaultBodyLimit::disable());
+    let mut api = in_flight::bound(api, config.max_in_flight);
+    if let Some(token) = &config.token {
+        api = api.route_layer(middleware::from_fn_with_state(Arc::clone(token), auth::require_token));
+    }
+    let api = api.route_layer(middleware::from_fn(keep_alive::close_if_unread));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/actuator/prometheus", get(metrics))
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .with_state(state)
 }
 
 impl HttpServer {
     /// Stops accepting connections, finishes open requests and joins the server thread.
     pub fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -115,9 +151,8 @@ async fn detect(State(state): State<ApiState>, body: Bytes) -> Response {
     let ignored = ignored_features(&body);
     let answer = match state.detect.submit(body.to_vec(), unix_ms() as i64) {
         Ok(answer) => answer,
-        Err(e @ SubmitError::Overloaded) | Err(e @ SubmitError::Stopped) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-        }
+        Err(e @ SubmitError::Overloaded) => return retry_later(&e.to_string()),
+        Err(e @ SubmitError::Stopped) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     match answer.await {
         Ok(DetectReply::Decision(json)) => {

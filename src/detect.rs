@@ -45,7 +45,8 @@ mod tests {
 
     #[test]
     fn names_the_computed_keys_only() {
-        let body = br#"{"eventId":"t","userId":"alice-123","value":5000,"features":{"amount_ratio":33.3,"v1":2,"cnt_1h":9}}"#;
+        let body =
+            br#"{"eventId":"t","userId":"alice-123","value":5000,"features":{"amount_ratio":33.3,"v1":2,"cnt_1h":9}}"#;
         assert_eq!(ignored_features(body), ["cnt_1h", "amount_ratio"]);
         assert!(ignored_features(br#"{"features":{"amount":1}}"#).is_empty());
         assert!(ignored_features(br#"{"value":1}"#).is_empty());

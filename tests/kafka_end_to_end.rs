@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::kafka::{Broker, OutputReader, Outputs, Records, Storage, ALERTS, DECISIONS, DLQ};
@@ -65,7 +65,7 @@ fn valid_input(events: u64, seed: u64) -> (Records, BTreeSet<String>) {
 #[test]
 fn a_million_events_with_malformed_ones_are_all_accounted_for() {
     let broker = Broker::start(PARTITIONS as u32, Storage::Memory);
-    let (good, valid_ids) = valid_input(1_000_000, 21);
+    let (good, mut valid_ids) = valid_input(1_000_000, 21);
     let bad = bad_lines();
     let huge = bad.iter().position(|(line, _)| line.len() > 1 << 20).unwrap();
     let mut records = Vec::with_capacity(good.len() * 102 / 100);
@@ -73,6 +73,13 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
     let mut huge_left = 3;
     for (i, record) in good.into_iter().enumerate() {
         records.push(record);
+        if i % 100_000 == 3 {
+            // SPEC §1: a record without timestamp takes its Kafka message's.
+            let id = format!("no-ts-{i}");
+            let line = format!(r#"{{"eventId":"{id}","userId":"user_no_ts","value":12.5}}"#);
+            records.push((Some(b"user_no_ts".to_vec()), line.into_bytes()));
+            valid_ids.insert(id);
+        }
         if i % 80 == 7 {
             let mut kind = (i / 80) % bad.len();
             if kind == huge {
@@ -92,7 +99,9 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
     assert!(bad_count * 100 >= records.len(), "fewer than 1 % malformed messages");
 
     let job = start_job(&broker);
+    let produced_from = SystemTime::now();
     broker.produce(&records, None);
+    let produced_to = SystemTime::now();
     let mut reader = OutputReader::new(&broker);
     reader.read_until(LIMIT, |o| unique_decisions(o) >= valid_ids.len() && o.topic(DLQ).len() >= bad_count);
     let summary = stop_job(job);
@@ -102,6 +111,15 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
     let decided = event_ids(outputs.topic(DECISIONS));
     assert_eq!(decided.len(), valid_ids.len(), "a valid event was decided more than once");
     assert_eq!(decided.into_iter().collect::<BTreeSet<_>>(), valid_ids, "decisions differ from the valid input");
+    let unix_ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let produced = unix_ms(produced_from) - 1..=unix_ms(produced_to);
+    let stamped: Vec<&Value> = outputs.topic(DECISIONS).iter().filter(|d| d["userId"] == "user_no_ts").collect();
+    assert_eq!(stamped.len(), 10);
+    for decision in stamped {
+        assert_eq!(decision["timestamp_source"], "message", "{decision}");
+        let ms = operators::time::parse_rfc3339_ms(decision["timestamp"].as_str().unwrap()).unwrap();
+        assert!(produced.contains(&ms), "{decision} was not stamped while it was produced");
+    }
     let dead = outputs.topic(DLQ);
     assert_eq!(dead.len(), bad_count, "dead letters differ from the malformed input");
     for letter in dead {

@@ -29,6 +29,10 @@ fn quick_start_summary_matches_a_real_run() {
     let printed = String::from_utf8(output.stdout).unwrap();
     let printed: Vec<&str> = printed.lines().map(str::trim_end).collect();
     for line in &quoted {
-        assert!(printed.contains(&line.as_str()), "README.md quotes `{line}`, but `vigil run` printed:\n{}", printed.join("\n"));
+        assert!(
+            printed.contains(&line.as_str()),
+            "README.md quotes `{line}`, but `vigil run` printed:\n{}",
+            printed.join("\n")
+        );
     }
 }

@@ -600,7 +600,11 @@ mod tests {
         assert_eq!((event.timestamp_ms, event.timestamp_source), (1_000, TimestampSource::Message));
         assert_eq!(event.event_id.str(&bare.text), "gen-1");
         assert_eq!(event.own[0], 3.0);
-        let own = parse_with(r#"{"eventId":"e","userId":"u","timestamp":2,"features":{"amount":1}}"#, stamped, TimestampUnit::Seconds);
+        let own = parse_with(
+            r#"{"eventId":"e","userId":"u","timestamp":2,"features":{"amount":1}}"#,
+            stamped,
+            TimestampUnit::Seconds,
+        );
         let event = &own.events[0];
         assert_eq!((event.timestamp_ms, event.timestamp_source), (2_000, TimestampSource::Event));
         assert_eq!(event.event_id.str(&own.text), "e");
@@ -610,7 +614,14 @@ mod tests {
 
     #[test]
     fn every_form_of_an_instant_parses_alike() {
-        let forms = ["1735516800", "1735516800.0", "1735516800000", "1735516800000000", "1735516800000000000", "\"2024-12-30T00:00:00Z\""];
+        let forms = [
+            "1735516800",
+            "1735516800.0",
+            "1735516800000",
+            "1735516800000000",
+            "1735516800000000000",
+            "\"2024-12-30T00:00:00Z\"",
+        ];
         for form in forms {
             // Through the scan, and through the serde walk (an escape in the id defers to it).
             for id in ["e", "\\u0065"] {

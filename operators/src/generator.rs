@@ -21,8 +21,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::hashing::mix64;
 use crate::epoch::TimestampUnit;
+use crate::hashing::mix64;
 use crate::time::{days_from_civil, write_rfc3339_ms, DAY_MS, HOUR_MS, MAX_MS, MIN_MS};
 
 const SECOND_MS: i64 = 1_000;
@@ -719,7 +719,12 @@ fn write_timestamp(out: &mut Vec<u8>, ms: i64, form: TimestampForm) {
             }
             out.extend_from_slice(digits.format(ms.unsigned_abs() / 1000).as_bytes());
             let millis = ms.unsigned_abs() % 1000;
-            out.extend_from_slice(&[b'.', b'0' + (millis / 100) as u8, b'0' + (millis / 10 % 10) as u8, b'0' + (millis % 10) as u8]);
+            out.extend_from_slice(&[
+                b'.',
+                b'0' + (millis / 100) as u8,
+                b'0' + (millis / 10 % 10) as u8,
+                b'0' + (millis % 10) as u8,
+            ]);
         }
         TimestampUnit::Micros => out.extend_from_slice(digits.format(i128::from(ms) * 1000).as_bytes()),
         TimestampUnit::Nanos => out.extend_from_slice(digits.format(i128::from(ms) * 1_000_000).as_bytes()),

@@ -309,7 +309,9 @@ pub fn kafka_source<'s>(
                 // SPEC §1: a record without `timestamp` takes its message's (as Flink does), the
                 // same on every replay of the message.
                 let envelope = Envelope {
-                    timestamp: message_ms.filter(|&ms| check_range_ms(ms).is_ok()).map(|ms| (ms, TimestampSource::Message)),
+                    timestamp: message_ms
+                        .filter(|&ms| check_range_ms(ms).is_ok())
+                        .map(|ms| (ms, TimestampSource::Message)),
                     event_id: None,
                 };
                 let payload = message.payload().unwrap_or_default();

@@ -20,8 +20,7 @@ use operators::user_state::StateRules;
 
 use crate::cli::{ClusterArgs, KafkaArgs, RunArgs};
 use crate::commands::{
-    default_model_path, generator_config, kafka_options, positive_rate, timely_config, timestamp_unit,
-    DEFAULT_BROKERS,
+    default_model_path, generator_config, kafka_options, positive_rate, timely_config, timestamp_unit, DEFAULT_BROKERS,
 };
 use crate::config::parse_duration_ms;
 use crate::error::UsageError;

@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 use crate::error::UsageError;
-use operators::features::OWN_FEATURE_NAMES;
 use operators::epoch::TimestampUnit;
+use operators::features::OWN_FEATURE_NAMES;
 use operators::time::parse_rfc3339_ms;
 
 /// The whole mapping file.

@@ -57,6 +57,35 @@ impl Served {
         }
     }
 
+    /// GET `path`: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&format!("{}{path}", self.base)).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// The Prometheus text of `/metrics` (status 200).
+    pub fn metrics(&self) -> String {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200);
+        text
+    }
+
+    /// Scrapes until `done(metrics)` holds; fails after two minutes.
+    pub fn wait_for_metrics(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = self.metrics();
+            if done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last scrape:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the job is still running.
     pub fn alive(&mut self) -> bool {
         self.job.try_wait().unwrap().is_none()

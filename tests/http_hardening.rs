@@ -44,6 +44,28 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
 }
 
+/// `clients` concurrent clients each posting `per_client` events to `detect` (ids
+/// `PREFIX-CLIENT-I`): every answer's status and `Retry-After`.
+fn concurrent_posts(detect: &str, prefix: &str, clients: usize, per_client: usize) -> Vec<(u16, Option<String>)> {
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || {
+                    let agent = agent();
+                    (0..per_client)
+                        .map(|i| {
+                            let (status, retry_after, _) =
+                                answer(agent.post(detect).send_string(&event(&format!("{prefix}-{c}-{i}"))));
+                            (status, retry_after)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn oversized_bodies_get_a_readable_413_and_the_connection_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,24 +228,7 @@ fn requests_past_the_in_flight_bound_get_503_with_retry_after() {
         assert_eq!(status, 200, "{text}");
         assert!(Instant::now() < deadline, "the held request never took the slot ({probe} probes got 200)");
     }
-    let refused: Vec<(u16, Option<String>)> = std::thread::scope(|s| {
-        let clients: Vec<_> = (0..4)
-            .map(|c| {
-                let detect = &detect;
-                s.spawn(move || {
-                    let agent = self::agent();
-                    (0..10)
-                        .map(|i| {
-                            let (status, retry_after, _) =
-                                answer(agent.post(detect).send_string(&event(&format!("held-{c}-{i}"))));
-                            (status, retry_after)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
-    });
+    let refused = concurrent_posts(&detect, "held", 4, 10);
     assert!(refused.iter().all(|(status, retry)| *status == 503 && retry.as_deref() == Some("1")), "{refused:?}");
     // …while metrics and health stay reachable.
     for path in ["/metrics", "/healthz"] {
@@ -237,24 +242,7 @@ fn requests_past_the_in_flight_bound_get_503_with_retry_after() {
     assert_eq!(status, 200, "{text}");
 
     // Concurrent clients: each answer is a decision or a 503 to retry, never anything else.
-    let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|s| {
-        let clients: Vec<_> = (0..8)
-            .map(|c| {
-                let detect = &detect;
-                s.spawn(move || {
-                    let agent = self::agent();
-                    (0..40)
-                        .map(|i| {
-                            let (status, retry_after, _) =
-                                answer(agent.post(detect).send_string(&event(&format!("burst-{c}-{i}"))));
-                            (status, retry_after)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
-    });
+    let statuses = concurrent_posts(&detect, "burst", 8, 40);
     let unexpected: Vec<_> = statuses
         .iter()
         .filter(|(status, retry)| !(*status == 200 || (*status == 503 && retry.as_deref() == Some("1"))))

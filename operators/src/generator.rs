@@ -383,8 +383,10 @@ impl Generator {
     fn render(&self, p: &Planned, out: &mut Vec<u8>) {
         let prof = &self.users[p.user as usize];
         let mut r = SplitMix64(mix64(self.render_key ^ p.seq));
+        // Drawn whatever the form, so the form changes no other value of the event.
+        let epoch_when_mixed = r.f64() < EPOCH_FORM_P;
         let form = match self.timestamp_form {
-            TimestampForm::Mixed if r.f64() < EPOCH_FORM_P => TimestampForm::Epoch(TimestampUnit::Millis),
+            TimestampForm::Mixed if epoch_when_mixed => TimestampForm::Epoch(TimestampUnit::Millis),
             TimestampForm::Mixed => TimestampForm::Rfc3339,
             other => other,
         };
@@ -886,33 +888,40 @@ mod tests {
         assert!((0.07..0.13).contains(&frac), "epoch form share {frac}");
     }
 
-    /// The raw JSON text of each line's `timestamp` value.
-    fn timestamp_texts(form: TimestampForm) -> Vec<String> {
+    /// Each line's `timestamp` value as raw JSON text, and the line with that value cut out.
+    fn timestamp_texts(form: TimestampForm) -> Vec<(String, String)> {
         let out = render_all(GeneratorConfig { timestamp_form: form, ..cfg(2_000, 3) });
-        let timestamps = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|line| {
+        let lines = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|line| {
             #[derive(serde::Deserialize)]
             struct Line<'a> {
                 #[serde(borrow)]
                 timestamp: &'a serde_json::value::RawValue,
             }
-            serde_json::from_slice::<Line>(line).expect("json").timestamp.get().to_owned()
+            let text = std::str::from_utf8(line).expect("utf-8");
+            let timestamp = serde_json::from_str::<Line>(text).expect("json").timestamp.get().to_owned();
+            let rest = text.replacen(&timestamp, "", 1);
+            (timestamp, rest)
         });
-        timestamps.collect()
+        lines.collect()
     }
 
     #[test]
-    fn every_timestamp_form_reads_back_as_the_same_instant() {
+    fn every_timestamp_form_reads_back_as_the_same_instant_and_changes_nothing_else() {
         let rfc3339 = timestamp_texts(TimestampForm::Rfc3339);
-        assert!(rfc3339.iter().all(|t| t.starts_with('"')));
-        let read = |t: &String| crate::event::event_time(t, TimestampUnit::Auto).expect("valid").expect("present");
+        assert!(rfc3339.iter().all(|(t, _)| t.starts_with('"')));
+        let read = |(t, _): &(String, String)| {
+            crate::event::event_time(t, TimestampUnit::Auto).expect("valid").expect("present")
+        };
         let instants: Vec<i64> = rfc3339.iter().map(read).collect();
-        for unit in ["s", "ms", "us", "ns"] {
-            let form = TimestampForm::from_name(unit).expect("a unit");
-            let texts = timestamp_texts(form);
-            assert!(texts.iter().all(|t| !t.starts_with('"')), "{unit}: numbers only");
-            assert_eq!(texts.iter().map(read).collect::<Vec<_>>(), instants, "{unit}");
+        let rest = |lines: &[(String, String)]| lines.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>();
+        for name in ["s", "ms", "us", "ns", "mixed"] {
+            let lines = timestamp_texts(TimestampForm::from_name(name).expect("a form"));
+            if name != "mixed" {
+                assert!(lines.iter().all(|(t, _)| !t.starts_with('"')), "{name}: numbers only");
+            }
+            assert_eq!(lines.iter().map(read).collect::<Vec<_>>(), instants, "{name}");
+            assert_eq!(rest(&lines), rest(&rfc3339), "{name}: only the timestamp differs");
         }
-        assert_eq!(TimestampForm::from_name("mixed"), Some(TimestampForm::Mixed));
         assert_eq!(TimestampForm::from_name("auto"), None);
     }
 

@@ -176,7 +176,7 @@ fn the_replaced_systems_calls_work_unchanged() {
     assert_eq!(f["amount_ratio"], 1.0);
     assert_eq!(f["cnt_7d"], 1.0);
     let received = decision["timestamp"].as_str().unwrap();
-    let received_ms = operators::time::parse_rfc3339_ms(received).unwrap();
+    let received_ms = operators::time::rfc3339::parse_rfc3339_ms(received).unwrap();
     assert!((before - 1..=after).contains(&received_ms), "{received} not within the call ({before}..{after})");
 
     // Without eventId: one is generated and returned, a new one per call.

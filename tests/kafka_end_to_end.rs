@@ -117,7 +117,7 @@ fn a_million_events_with_malformed_ones_are_all_accounted_for() {
     assert_eq!(stamped.len(), 10);
     for decision in stamped {
         assert_eq!(decision["timestamp_source"], "message", "{decision}");
-        let ms = operators::time::parse_rfc3339_ms(decision["timestamp"].as_str().unwrap()).unwrap();
+        let ms = operators::time::rfc3339::parse_rfc3339_ms(decision["timestamp"].as_str().unwrap()).unwrap();
         assert!(produced.contains(&ms), "{decision} was not stamped while it was produced");
     }
     let dead = outputs.topic(DLQ);

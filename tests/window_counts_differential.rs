@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use differential_dataflow::input::Input;
-use operators::hashing::{event_id_hash, mix64};
-use operators::time::utc_hour;
-use operators::user_state::{Observation, Outcome, StateRules, UserState};
+use operators::event::hashing::{event_id_hash, mix64};
+use operators::state::user::{Observation, Outcome, StateRules, UserState};
+use operators::time::rfc3339::utc_hour;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;

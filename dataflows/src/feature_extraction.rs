@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use operators::batch::{Origin, ScoredBatch};
-use operators::event::EventParser;
-use operators::source::SourceConfig;
-use operators::user_state::StateRules;
-use operators::window_state::{WindowConfig, WindowStateExt};
+use operators::event::parse::EventParser;
+use operators::source::block::SourceConfig;
+use operators::state::user::StateRules;
+use operators::state::window::{WindowConfig, WindowStateExt};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Probe;

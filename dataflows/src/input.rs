@@ -6,16 +6,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use operators::batch::EventBatch;
-use operators::checkpointing::SourcePosition;
-use operators::dead_letter::SourceName;
-use operators::event::EventParser;
-use operators::file_source::{LineReader, SharedFile};
+use operators::decide::dead_letter::SourceName;
+use operators::event::parse::EventParser;
 use operators::generator::GeneratorConfig;
-use operators::generator_source::GeneratorReader;
-use operators::kafka_client::{partitions_of_worker, KafkaSettings};
-use operators::kafka_source::{kafka_source, CommitPolicy, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
-use operators::offsets::{OffsetLedger, PartitionOffsets};
-use operators::source::{block_source, SourceConfig};
+use operators::source::block::{block_source, SourceConfig};
+use operators::source::file::{LineReader, SharedFile};
+use operators::source::generator::GeneratorReader;
+use operators::source::kafka::{kafka_source, CommitPolicy, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
+use operators::source::kafka_client::{partitions_of_worker, KafkaSettings};
+use operators::state::checkpoint::offsets::{OffsetLedger, PartitionOffsets};
+use operators::state::checkpoint::protocol::SourcePosition;
 use timely::dataflow::{Scope, Stream};
 
 /// Where a job's events come from.

@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::explain::Explanations;
 use crate::features::WindowFeatures;
 
 /// A string stored in a batch's text arena.
@@ -224,7 +223,7 @@ pub struct OutputChunk {
     pub counts: OutputCounts,
     /// Ingest→decision latency of each decision, nanoseconds.
     pub latencies_ns: Vec<u64>,
-    /// When the chunk was rendered ([`crate::clock::now_ns`]): a decision's ingest instant is
+    /// When the chunk was rendered ([`crate::time::clock::now_ns`]): a decision's ingest instant is
     /// this less its latency.
     pub rendered_ns: u64,
     /// Event time of each decision (its lag behind the wall clock is a metric).
@@ -276,5 +275,40 @@ impl OutputCounts {
         for (mine, theirs) in self.dead_by_reason.iter_mut().zip(other.dead_by_reason) {
             *mine += theirs;
         }
+    }
+}
+
+/// One explained row: its index in the batch, where its reasons end in
+/// [`Explanations::text`] (they start where the previous row's end) and how many there are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExplainedRow {
+    pub(crate) row: u32,
+    pub(crate) end: u32,
+    pub(crate) count: u32,
+}
+
+/// The rendered model reasons of a batch's explained rows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Explanations {
+    /// In ascending row order.
+    pub(crate) rows: Vec<ExplainedRow>,
+    /// Comma-separated JSON string elements, row after row.
+    pub(crate) text: Vec<u8>,
+}
+
+impl Explanations {
+    /// Forgets every explanation (the batch is being scored again).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.text.clear();
+    }
+
+    /// The reasons of batch row `row` — comma-separated JSON string elements and their
+    /// count — if the row was explained.
+    pub fn of(&self, row: usize) -> Option<(&[u8], usize)> {
+        let k = self.rows.binary_search_by_key(&row, |r| r.row as usize).ok()?;
+        let start = if k == 0 { 0 } else { self.rows[k - 1].end as usize };
+        let r = self.rows[k];
+        Some((&self.text[start..r.end as usize], r.count as usize))
     }
 }

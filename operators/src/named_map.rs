@@ -1,5 +1,5 @@
 //! `map` and `map_in_place` that take an operator name, so the per-operator timings (see
-//! `operator_timing.rs`) say "Enrich" or "Infer" instead of several anonymous "Map"s.
+//! `observe/operator_timing.rs`) say "Enrich" or "Infer" instead of several anonymous "Map"s.
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;

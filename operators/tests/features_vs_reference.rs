@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use operators::hashing::{event_id_hash, mix64};
-use operators::user_state::{Observation, Outcome, StateRules, UserState};
+use operators::event::hashing::{event_id_hash, mix64};
+use operators::state::user::{Observation, Outcome, StateRules, UserState};
 use proptest::prelude::*;
 
 const SEC: i64 = 1_000;

@@ -4,8 +4,9 @@
 //! event or one dead letter with a reason.
 
 use operators::batch::{EventBatch, Origin};
-use operators::event::{EventParser, ExtraFeatures};
-use operators::window_state::{KeyedState, WindowConfig};
+use operators::event::fields::ExtraFeatures;
+use operators::event::parse::EventParser;
+use operators::state::window::{KeyedState, WindowConfig};
 use proptest::prelude::*;
 
 /// Parses one record into `workers` batches; returns (events, dead letters) produced.

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use operators::batch::EventBatch;
-use operators::event::{EventParser, ExtraFeatures};
-use operators::kafka_client::{partitions_of_worker, KafkaSettings};
-use operators::kafka_source::{kafka_source, CommitPolicy, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
-use operators::offsets::OffsetLedger;
+use operators::event::fields::ExtraFeatures;
+use operators::event::parse::EventParser;
+use operators::source::kafka::{kafka_source, CommitPolicy, KafkaSourceConfig, OffsetCommitter, PartitionConsumer};
+use operators::source::kafka_client::{partitions_of_worker, KafkaSettings};
+use operators::state::checkpoint::offsets::OffsetLedger;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;

@@ -2,9 +2,9 @@
 //! dedup, `time_unusual`, `velocity_score`, `secs_since_prev`, `amount_ratio`, `std`.
 //! Every expected number is derived in a comment from the SPEC text, not from the code.
 
-use operators::hashing::event_id_hash;
-use operators::time::utc_hour;
-use operators::user_state::{Observation, Outcome, StateRules, UserState};
+use operators::event::hashing::event_id_hash;
+use operators::state::user::{Observation, Outcome, StateRules, UserState};
+use operators::time::rfc3339::utc_hour;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;

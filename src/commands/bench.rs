@@ -14,16 +14,16 @@ use std::time::Instant;
 use dataflows::input::{JobInput, Tuning};
 use dataflows::scoring::{self, load_model, Output, ScoringJob, Telemetry};
 use operators::batch::{EventBatch, Origin};
-use operators::dead_letter::SourceName;
-use operators::decide::DecisionPolicy;
-use operators::enrich::InputLayout;
-use operators::event::EventParser;
-use operators::file_sink::new_latency_histogram;
-use operators::file_source::SharedFile;
+use operators::decide::dead_letter::SourceName;
+use operators::decide::decision::DecisionPolicy;
+use operators::event::parse::EventParser;
 use operators::generator::Generator;
-use operators::infer::score;
-use operators::model::Model;
-use operators::window_state::{KeyedState, StateReport, WindowConfig};
+use operators::model::enrich::InputLayout;
+use operators::model::infer::score;
+use operators::model::mlp::Model;
+use operators::sink::file::new_latency_histogram;
+use operators::source::file::SharedFile;
+use operators::state::window::{KeyedState, StateReport, WindowConfig};
 use serde::Serialize;
 
 use crate::cli::BenchArgs;
@@ -123,7 +123,7 @@ fn bench_telemetry(on: bool) -> anyhow::Result<Telemetry> {
     if !on {
         return Ok(Telemetry::default());
     }
-    let metrics = operators::metrics::Metrics::new(0)?;
+    let metrics = operators::observe::metrics::Metrics::new(0)?;
     Ok(Telemetry {
         metrics: Some(Arc::new(metrics)),
         timing_interval: Some(std::time::Duration::from_secs(3600)),

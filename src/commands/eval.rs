@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use dataflows::scoring::load_model;
-use operators::evaluation::{evaluate, Evaluation};
-use operators::infer::score;
-use operators::model::Model;
+use learning::evaluation::{evaluate, Evaluation};
+use operators::model::infer::score;
+use operators::model::mlp::Model;
 
 use crate::cli::EvalArgs;
 use crate::commands::default_model_path;

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use dataflows::feature_extraction::{extract, ExtractedFeatures};
 use dataflows::input::JobInput;
-use operators::event::{EventParser, ExtraFeatures};
+use operators::event::fields::ExtraFeatures;
+use operators::event::parse::EventParser;
 use operators::features::WINDOW_FEATURE_NAMES;
-use operators::user_state::StateRules;
+use operators::state::user::StateRules;
 
 use crate::cli::{FeaturesArgs, InputArgs};
 use crate::commands::run::state_rules;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use operators::generator::{Generator, GeneratorConfig, TimestampForm};
-use operators::kafka_client::{wait_for_topics, KafkaSettings, LoggingContext, TopicError};
+use operators::source::kafka_client::{wait_for_topics, KafkaSettings, LoggingContext, TopicError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use operators::time::parse_rfc3339_ms;
+use operators::time::rfc3339::parse_rfc3339_ms;
 
 use crate::cli::ImportArgs;
 use crate::error::UsageError;

@@ -10,9 +10,9 @@ pub mod train;
 
 use std::path::PathBuf;
 
-use operators::epoch::TimestampUnit;
 use operators::generator::GeneratorConfig;
-use operators::time::DAY_MS;
+use operators::time::epoch::TimestampUnit;
+use operators::time::rfc3339::DAY_MS;
 
 use crate::cli::{ClusterArgs, GeneratorArgs};
 use crate::config::parse_duration_ms;
@@ -38,7 +38,9 @@ pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 pub fn kafka_options(flags: &[String]) -> Result<Vec<(String, String)>, UsageError> {
     flags
         .iter()
-        .map(|flag| operators::kafka_client::parse_option(flag).map_err(|e| UsageError(format!("--kafka-option: {e}"))))
+        .map(|flag| {
+            operators::source::kafka_client::parse_option(flag).map_err(|e| UsageError(format!("--kafka-option: {e}")))
+        })
         .collect()
 }
 

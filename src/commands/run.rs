@@ -8,15 +8,15 @@ use anyhow::Context;
 use dataflows::input::{JobInput, KafkaInput, Tuning};
 use dataflows::scoring::{self, Output, ScoringJob, ScoringReport, Telemetry};
 use hdrhistogram::Histogram;
-use operators::checkpoint::CheckpointStore;
-use operators::checkpointing::CheckpointConfig;
-use operators::file_sink::OutputFiles;
-use operators::http_source::DetectChannel;
-use operators::kafka_client::{committed_offsets, wait_for_topics, KafkaSettings, TopicError};
-use operators::kafka_sink::{KafkaProducer, OutputTopics};
-use operators::kafka_source::CommitPolicy;
-use operators::metrics::Metrics;
-use operators::user_state::StateRules;
+use operators::observe::metrics::Metrics;
+use operators::sink::file::OutputFiles;
+use operators::sink::kafka::{KafkaProducer, OutputTopics};
+use operators::source::http::DetectChannel;
+use operators::source::kafka::CommitPolicy;
+use operators::source::kafka_client::{committed_offsets, wait_for_topics, KafkaSettings, TopicError};
+use operators::state::checkpoint::protocol::CheckpointConfig;
+use operators::state::checkpoint::store::CheckpointStore;
+use operators::state::user::StateRules;
 
 use crate::cli::{ClusterArgs, KafkaArgs, RunArgs};
 use crate::commands::{

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use operators::calibration::ThresholdPolicy;
-use operators::enrich::InputLayout;
+use learning::training::{train_reporting, TrainConfig, TrainingData};
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
-use operators::training::{train_reporting, TrainConfig, TrainingData};
+use operators::model::enrich::InputLayout;
+use operators::model::mlp::ThresholdPolicy;
 
 use crate::cli::TrainArgs;
 use crate::commands::features::{extract_with_progress, input_file};

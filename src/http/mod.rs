@@ -31,9 +31,9 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
-use operators::clock::unix_ms;
-use operators::http_source::{DetectChannel, DetectReply, SubmitError};
-use operators::metrics::Metrics;
+use operators::observe::metrics::Metrics;
+use operators::source::http::{DetectChannel, DetectReply, SubmitError};
+use operators::time::clock::unix_ms;
 
 pub use self::config::HttpConfig;
 use self::in_flight::retry_later;

@@ -3,14 +3,14 @@
 //!
 //! Rules: an empty or `NaN` feature cell is an absent feature (never 0); an infinite or
 //! non-numeric one rejects the row, as do a missing/invalid id, user, time or amount and a
-//! label other than 0/1. Numeric times are read from their decimal text (`operators::epoch`)
+//! label other than 0/1. Numeric times are read from their decimal text (`operators::time::epoch`)
 //! and floored to the millisecond, so `0.29` s is 290 ms despite binary floating point.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::mapping::{IdSource, ResolvedMapping, UserSource};
-use operators::epoch::epoch_ms_of_number;
-use operators::time::{check_range_ms, parse_rfc3339_ms, write_rfc3339_ms, TimeError};
+use operators::time::epoch::epoch_ms_of_number;
+use operators::time::rfc3339::{check_range_ms, parse_rfc3339_ms, write_rfc3339_ms, TimeError};
 
 /// A converted row.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,9 +7,9 @@
 use serde::Deserialize;
 
 use crate::error::UsageError;
-use operators::epoch::TimestampUnit;
 use operators::features::OWN_FEATURE_NAMES;
-use operators::time::parse_rfc3339_ms;
+use operators::time::epoch::TimestampUnit;
+use operators::time::rfc3339::parse_rfc3339_ms;
 
 /// The whole mapping file.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,8 +1,8 @@
 //! The data behind the report's charts, as plain points: PR and ROC curves from the cut-offs
-//! of `operators::evaluation` (so the curves and the metrics table share one tie rule), and
+//! of `learning::evaluation` (so the curves and the metrics table share one tie rule), and
 //! the score histogram of each class.
 
-use operators::evaluation::CutOff;
+use learning::evaluation::CutOff;
 
 /// `(recall, precision)` after each cut-off that predicts something positive, from the
 /// highest score down. Empty when there are no positives (the curve is undefined).
@@ -63,7 +63,7 @@ pub fn class_histogram(scores: &[f32], labels: &[u8], bins: usize) -> ClassHisto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use operators::evaluation::cut_offs;
+    use learning::evaluation::cut_offs;
 
     #[test]
     fn hand_computed_curves_and_histogram() {

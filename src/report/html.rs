@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use operators::evaluation::Evaluation;
+use learning::evaluation::Evaluation;
 
 use super::importance::FeatureImportance;
 

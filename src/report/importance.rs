@@ -5,7 +5,7 @@
 //! functions; `vigil eval` passes the real candle model. Shuffles use a fixed seed per column,
 //! so a report is reproducible.
 
-use operators::evaluation::evaluate;
+use learning::evaluation::evaluate;
 
 /// Rows scored per call, bounding the memory of one forward pass.
 const CHUNK_ROWS: usize = 8192;

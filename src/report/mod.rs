@@ -13,7 +13,7 @@ pub mod importance;
 use std::path::Path;
 
 use anyhow::Context;
-use operators::evaluation::{cut_offs, Evaluation};
+use learning::evaluation::{cut_offs, Evaluation};
 
 use self::charts::Curve;
 use self::importance::FeatureImportance;

@@ -1,0 +1,108 @@
+//! The fields of one record as both parse paths fill them — the serde walk of `parse.rs`, which
+//! names every error, and the one-pass fast path of `scan.rs` — and how a `features` entry is
+//! stored. Shared here so that neither path depends on the other.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, Visitor};
+use serde::{de, Deserialize};
+
+use crate::features::OWN_FEATURE_NAMES;
+
+/// Which extra numeric `features` keys to keep (the model's extra inputs), in order.
+#[derive(Clone, Debug, Default)]
+pub struct ExtraFeatures {
+    names: Vec<String>,
+}
+
+impl ExtraFeatures {
+    /// Keeps the given extra feature names, in this order.
+    pub fn new(names: Vec<String>) -> Self {
+        ExtraFeatures { names }
+    }
+
+    /// Number of extra values stored per event.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when no extra feature is kept.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The kept names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// A string that borrows from the input unless it had escapes.
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The fields of one record, before validation of presence.
+pub(crate) struct Fields<'de> {
+    pub(crate) event_id: Option<Text<'de>>,
+    pub(crate) user_id: Option<Text<'de>>,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) own: [f64; 4],
+    /// The top-level `value` (NaN when absent or not a number): the amount when
+    /// `features.amount` is absent (SPEC §1).
+    pub(crate) value: f64,
+    pub(crate) has_features: bool,
+    pub(crate) label: i8,
+}
+
+impl Fields<'_> {
+    /// No field seen yet.
+    pub(crate) fn empty() -> Self {
+        Fields {
+            event_id: None,
+            user_id: None,
+            timestamp: None,
+            own: [f64::NAN; 4],
+            value: f64::NAN,
+            has_features: false,
+            label: -1,
+        }
+    }
+}
+
+/// The stored label of a `label` value: −1 for null, else 0 or 1.
+pub(crate) fn label_of(value: Option<f64>) -> Result<i8, &'static str> {
+    match value {
+        None => Ok(-1),
+        Some(0.0) => Ok(0),
+        Some(1.0) => Ok(1),
+        Some(_) => Err("label: must be 0 or 1"),
+    }
+}
+
+/// Stores one `features` entry: a named own feature, a kept extra, or nothing.
+pub(crate) fn store_feature(name: &str, value: f64, extras: &ExtraFeatures, extra_out: &mut [f64], own: &mut [f64; 4]) {
+    if let Some(slot) = OWN_FEATURE_NAMES.iter().position(|n| *n == name) {
+        own[slot] = value;
+    } else if let Some(slot) = extras.names.iter().position(|n| n == name) {
+        extra_out[slot] = value;
+    }
+}

@@ -1,0 +1,15 @@
+//! Enrich and infer: the model's input row is assembled from the window features and the
+//! event's own features, scored by the candle MLP in one batched forward pass, and the high
+//! scores are explained by the model's own per-input contributions.
+//!
+//! Owns: `enrich`, `infer`, `mlp` (the model, its file format and batched scoring), `explain`,
+//! `reasons` (the analyst's wording, shared by explanations and decide's rule reasons).
+//! Training, calibration and evaluation never run in the dataflow: they are the `learning`
+//! crate, which uses this module (never the other way round).
+//! May use: `batch`, `event`, `features`, `json_out`, `named_map`, `time`.
+
+pub mod enrich;
+pub mod explain;
+pub mod infer;
+pub mod mlp;
+pub mod reasons;

@@ -37,7 +37,7 @@ use operators::time::clock::unix_ms;
 
 pub use self::config::HttpConfig;
 use self::in_flight::retry_later;
-use crate::detect::{ignored_features, with_ignored_features};
+use crate::detect::{peek, with_ignored_features};
 use crate::error::UsageError;
 
 /// Threads of the HTTP runtime: the timely workers own the cores, the API needs little.
@@ -148,15 +148,16 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn detect(State(state): State<ApiState>, body: Bytes) -> Response {
-    let ignored = ignored_features(&body);
-    let answer = match state.detect.submit(body.to_vec(), unix_ms() as i64) {
+    let peek = peek(&body);
+    let generated_id = (!peek.has_event_id).then(|| uuid::Uuid::new_v4().to_string());
+    let answer = match state.detect.submit(body.to_vec(), unix_ms() as i64, generated_id) {
         Ok(answer) => answer,
         Err(e @ SubmitError::Overloaded) => return retry_later(&e.to_string()),
         Err(e @ SubmitError::Stopped) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     match answer.await {
         Ok(DetectReply::Decision(json)) => {
-            let record = with_ignored_features(json, &ignored);
+            let record = with_ignored_features(json, &peek.ignored_features);
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], record).into_response()
         }
         Ok(DetectReply::DeadLetter(json)) => dead_letter_response(&json),

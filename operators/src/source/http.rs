@@ -54,8 +54,8 @@ struct Request {
     body: Vec<u8>,
     /// When the server received the request: the event time of a body without `timestamp`.
     received_ms: i64,
-    /// The eventId of a body without one (SPEC §6), returned in its decision record.
-    generated_id: String,
+    /// The eventId for a body without one (SPEC §6), returned in its decision record.
+    generated_id: Option<String>,
 }
 
 /// Shared by the HTTP server (which submits) and the dataflow (which reads and answers).
@@ -97,16 +97,20 @@ impl DetectChannel {
         })
     }
 
-    /// Queues a request body received at `received_ms` (epoch milliseconds); the receiver
-    /// yields its answer.
-    pub fn submit(&self, body: Vec<u8>, received_ms: i64) -> Result<oneshot::Receiver<DetectReply>, SubmitError> {
+    /// Queues a request body received at `received_ms` (epoch milliseconds), with the id to
+    /// give it if it has none; the receiver yields its answer.
+    pub fn submit(
+        &self,
+        body: Vec<u8>,
+        received_ms: i64,
+        generated_id: Option<String>,
+    ) -> Result<oneshot::Receiver<DetectReply>, SubmitError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(SubmitError::Stopped);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiting().insert(id, tx);
-        let generated_id = uuid::Uuid::new_v4().to_string();
         if let Err(e) = self.queue.try_send(Request { id, body, received_ms, generated_id }) {
             self.waiting().remove(&id);
             return Err(match e {
@@ -196,7 +200,7 @@ pub fn http_source<'s>(
                 let origin = Origin { partition: HTTP_PARTITION, position: request.id };
                 let envelope = Envelope {
                     timestamp: Some((request.received_ms, TimestampSource::Received)),
-                    event_id: Some(&request.generated_id),
+                    event_id: request.generated_id.as_deref(),
                 };
                 parser.parse_enveloped(&request.body, origin, envelope, &mut batches, index);
                 taken += 1;

@@ -8,7 +8,7 @@
 //! model file keeps its format. Class weighting during training inflates the raw scores;
 //! calibration undoes exactly that.
 
-use operators::model::mlp::ThresholdPolicy;
+use operators::model::file::ThresholdPolicy;
 use serde::{Deserialize, Serialize};
 
 /// A threshold and what it achieved on the validation split.

@@ -13,10 +13,10 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use operators::event::hashing::mix64;
-use operators::model::mlp::{
-    forward, sigmoid, Dense, InputSpec, Model, ModelError, ModelMetadata, Standardiser, ThresholdPolicy, TrainingInfo,
-    KIND_MLP,
+use operators::model::file::{
+    sigmoid, InputSpec, Model, ModelError, ModelMetadata, Standardiser, ThresholdPolicy, TrainingInfo, KIND_MLP,
 };
+use operators::model::mlp::{forward, Dense};
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::{choose_threshold, expected_calibration_error, fit_platt};
@@ -113,6 +113,7 @@ pub fn train_reporting(data: &TrainingData, cfg: &TrainConfig, on_epoch: &dyn Fn
         version: String::new(),
         kind: KIND_MLP.to_string(),
         layers: std::iter::once(split.width).chain(dense.iter().map(|l| l.out_dim)).collect(),
+        trees: None,
         inputs: split.inputs.clone(),
         threshold: choice.threshold.clamp(0.0, 1.0),
         training: TrainingInfo {
@@ -133,6 +134,7 @@ pub fn train_reporting(data: &TrainingData, cfg: &TrainConfig, on_epoch: &dyn Fn
             threshold_policy: Some(cfg.threshold),
             expected_precision: choice.precision,
             expected_recall: choice.recall,
+            ..TrainingInfo::default()
         },
     };
     Model::from_parts(meta, dense)

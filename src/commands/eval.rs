@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use dataflows::scoring::load_model;
 use learning::evaluation::{evaluate, Evaluation};
+use operators::model::file::Model;
 use operators::model::infer::score;
-use operators::model::mlp::Model;
 
 use crate::cli::EvalArgs;
 use crate::commands::default_model_path;

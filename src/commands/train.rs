@@ -8,7 +8,7 @@ use anyhow::Context;
 use learning::training::{train_reporting, TrainConfig, TrainingData};
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::model::enrich::InputLayout;
-use operators::model::mlp::ThresholdPolicy;
+use operators::model::file::ThresholdPolicy;
 
 use crate::cli::TrainArgs;
 use crate::commands::features::{extract_with_progress, input_file};

@@ -240,8 +240,9 @@ mod tests {
 
     #[test]
     fn explained_rows_carry_the_model_reasons_and_others_the_rules() {
-        use crate::model::mlp::tests::model_from;
-        use crate::model::mlp::{Dense, InputSpec};
+        use crate::model::file::tests::model_from;
+        use crate::model::file::InputSpec;
+        use crate::model::mlp::Dense;
         let spec = |name: &str| InputSpec { name: name.into(), fill: 0.0, mean: 0.0, std: 1.0 };
         // z = v7 + location_new − 2: only v7 and location_new can be reasons.
         let dense = vec![Dense { in_dim: 2, out_dim: 1, w: vec![1.0, 1.0], b: vec![-2.0] }];

@@ -10,7 +10,7 @@
 //! equal contributions are broken by input order, so reasons are deterministic.
 
 use crate::batch::{ExplainedRow, ScoredBatch};
-use crate::model::mlp::{Model, ModelError};
+use crate::model::file::{Model, ModelError};
 use crate::model::reasons::{fact_of, write_input_reason, Fact};
 
 /// Most reasons named per decision.
@@ -77,8 +77,8 @@ mod tests {
     use super::*;
     use crate::batch::Explanations;
     use crate::batch::ScoredRow;
-    use crate::model::mlp::tests::{model_from, random_model, random_rows};
-    use crate::model::mlp::InputSpec;
+    use crate::model::file::tests::{model_from, random_model, random_rows};
+    use crate::model::file::InputSpec;
 
     fn reasons_of(ex: &Explanations, row: usize) -> Option<Vec<String>> {
         let (text, count) = ex.of(row)?;

@@ -9,12 +9,12 @@ use timely::dataflow::Stream;
 
 use crate::batch::ScoredBatch;
 use crate::model::explain::explain;
-use crate::model::mlp::Model;
+use crate::model::file::Model;
 use crate::time::clock::now_ns;
 
 /// Scores one batch whose inputs are filled and explains the scores above `explain_above`
 /// (the job's block threshold; infinity explains nothing), timing both.
-pub fn score(model: &Model, batch: &mut ScoredBatch, explain_above: f64) -> Result<(), crate::model::mlp::ModelError> {
+pub fn score(model: &Model, batch: &mut ScoredBatch, explain_above: f64) -> Result<(), crate::model::file::ModelError> {
     let start = now_ns();
     batch.scores.clear();
     if !batch.rows.is_empty() {

@@ -10,6 +10,8 @@
 
 pub mod enrich;
 pub mod explain;
+pub mod file;
 pub mod infer;
 pub mod mlp;
 pub mod reasons;
+pub mod trees;

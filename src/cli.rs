@@ -261,9 +261,9 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub data: InputArgs,
-    /// Model weights (default: the shipped model).
+    /// Model weights (default: the shipped model); repeat to compare models side by side.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
     /// Threshold for precision/recall (default: the model's).
     #[arg(long)]
     pub threshold: Option<f64>,

@@ -11,6 +11,9 @@
 
 use serde::Serialize;
 
+/// Bins of [`Evaluation::ece`].
+pub const ECE_BINS: usize = 10;
+
 /// The summary `vigil eval` prints and training stores per epoch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
@@ -30,6 +33,9 @@ pub struct Evaluation {
     /// Best recall among cut-offs whose false-positive rate is ≤ 1 %: the operating point
     /// that matters when analysts can only review a small share of legitimate traffic.
     pub recall_at_1pct_fpr: f64,
+    /// Expected calibration error over 10 equal-width score bins: how far the score is from
+    /// being the probability of fraud (0 = calibrated).
+    pub ece: f64,
     pub positives: u64,
     pub negatives: u64,
     pub threshold: f64,
@@ -52,6 +58,7 @@ pub fn evaluate(scores: &[f32], labels: &[u8], threshold: f64) -> Evaluation {
         recall,
         f1,
         recall_at_1pct_fpr: recall_at_fpr(&groups, positives, negatives, 0.01),
+        ece: crate::calibration::expected_calibration_error(scores, labels, ECE_BINS),
         positives,
         negatives,
         threshold,

@@ -20,7 +20,7 @@ use operators::model::mlp::{forward, Dense};
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::{choose_threshold, expected_calibration_error, fit_platt};
-use crate::evaluation::{evaluate, Evaluation};
+use crate::evaluation::{evaluate, Evaluation, ECE_BINS};
 
 /// Labelled feature rows in event/arrival order.
 #[derive(Debug, Clone, Default)]
@@ -240,9 +240,6 @@ fn dense_tensors(dense: &[Dense]) -> Result<Vec<(Tensor, Tensor)>, ModelError> {
         })
         .collect::<Result<Vec<_>, candle_core::Error>>()?)
 }
-
-/// Bins of the expected calibration error recorded in the metadata.
-const ECE_BINS: usize = 10;
 
 /// Folds Platt's `σ(a·z + b)` into the output layer, so the network's score is the calibrated
 /// probability (see [`crate::calibration`]).

@@ -36,7 +36,7 @@ pub fn render(page: &Page) -> anyhow::Result<String> {
     Ok(html)
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:860px;margin:2em auto;color:#222}\
+pub(crate) const STYLE: &str = "body{font-family:sans-serif;max-width:860px;margin:2em auto;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:100%}";
 
@@ -76,7 +76,7 @@ fn importance_table(html: &mut String, importance: &[FeatureImportance]) -> anyh
 }
 
 /// Escapes text for HTML element content and double-quoted attributes.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -6,6 +6,7 @@
 //! draw them, so the numbers can be tested without pixels.
 
 pub mod charts;
+pub mod compare;
 pub mod curves;
 pub mod html;
 pub mod importance;

@@ -255,6 +255,24 @@ pub struct TrainArgs {
     /// Leave the SPEC §2 window features out of the model's inputs (own and extra features only).
     #[arg(long)]
     pub without_windows: bool,
+    /// Model kind: mlp, gbdt, or auto (default: trains both on the same time split and keeps
+    /// the better by validation PR-AUC).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Most trees of a gbdt (default 300; early stopping on the validation split ends sooner).
+    #[arg(long)]
+    pub max_trees: Option<usize>,
+    /// Depth of the gbdt's trees (default 6).
+    #[arg(long)]
+    pub max_depth: Option<usize>,
+    /// Train without labels (labels present are ignored): a model of how rare an event is among
+    /// the training events, for streams without labels.
+    #[arg(long)]
+    pub unsupervised: bool,
+    /// With --unsupervised: the share of events to block; the threshold is the (1 − R) quantile
+    /// of the training events' scores (default 0.001).
+    #[arg(long, value_name = "R")]
+    pub alert_rate: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -8,4 +8,8 @@
 
 pub mod calibration;
 pub mod evaluation;
+pub mod gbdt;
+pub mod outcome;
+pub mod select;
 pub mod training;
+pub mod unsupervised;

@@ -19,8 +19,8 @@ use operators::model::file::{
 use operators::model::mlp::{forward, Dense};
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::{choose_threshold, expected_calibration_error, fit_platt};
-use crate::evaluation::{evaluate, Evaluation, ECE_BINS};
+use crate::evaluation::{evaluate, Evaluation};
+use crate::outcome::{calibrate, split_point};
 
 /// Labelled feature rows in event/arrival order.
 #[derive(Debug, Clone, Default)]
@@ -104,37 +104,21 @@ pub fn train_reporting(data: &TrainingData, cfg: &TrainConfig, on_epoch: &dyn Fn
     }
     let mut dense = merge_ensemble(members.iter().map(|m| m.dense.as_slice()));
     let logits = predict_logits(&dense_tensors(&dense)?, &split.valid_x, split.width)?;
-    let (a, b) = fit_platt(&logits, &split.valid_y);
-    calibrate_output(&mut dense, a, b);
-    let probs = predict(&dense_tensors(&dense)?, &split.valid_x, split.width)?;
-    let choice = choose_threshold(cfg.threshold, &probs, &split.valid_y).map_err(ModelError::Training)?;
-    let eval = evaluate(&probs, &split.valid_y, choice.threshold);
+    let calibrated = calibrate(&logits, &split.valid_y, cfg.threshold)?;
+    calibrate_output(&mut dense, calibrated.a, calibrated.b);
     let meta = ModelMetadata {
         version: String::new(),
         kind: KIND_MLP.to_string(),
         layers: std::iter::once(split.width).chain(dense.iter().map(|l| l.out_dim)).collect(),
         trees: None,
         inputs: split.inputs.clone(),
-        threshold: choice.threshold.clamp(0.0, 1.0),
+        threshold: calibrated.threshold(),
         training: TrainingInfo {
-            input: cfg.input_name.clone(),
-            events: data.labels.len() as u64,
-            fraud_rate: data.labels.iter().filter(|&&l| l != 0).count() as f64 / data.labels.len() as f64,
-            time_min_ms: data.times_ms.iter().copied().min().unwrap_or(0),
-            time_max_ms: data.times_ms.iter().copied().max().unwrap_or(0),
-            validation_pr_auc: eval.pr_auc,
-            validation_roc_auc: eval.roc_auc,
             epochs_run,
             best_epoch,
             positive_weight,
-            seed: cfg.seed,
             seeds: members.len(),
-            calibration: Some([a, b]),
-            validation_ece: expected_calibration_error(&probs, &split.valid_y, ECE_BINS),
-            threshold_policy: Some(cfg.threshold),
-            expected_precision: choice.precision,
-            expected_recall: choice.recall,
-            ..TrainingInfo::default()
+            ..calibrated.training_info(data, &cfg.input_name, cfg.seed)
         },
     };
     Model::from_parts(meta, dense)
@@ -281,21 +265,11 @@ impl Split {
     fn new(data: &TrainingData, cfg: &TrainConfig) -> Result<Self, ModelError> {
         check_input(data, cfg)?;
         let d = data.names.len();
-        let n = data.labels.len();
-        let n_valid = ((n as f64) * cfg.validation_fraction).round() as usize;
-        let n_train = n - n_valid.clamp(1, n - 1);
+        let n_train = split_point(&data.labels, cfg.validation_fraction)?;
         let (train_rows, valid_rows) = data.rows.split_at(n_train * d);
         let (train_y, valid_y) = data.labels.split_at(n_train);
         let positives = train_y.iter().filter(|&&l| l != 0).count();
         let negatives = n_train - positives;
-        let valid_pos = valid_y.iter().filter(|&&l| l != 0).count();
-        if positives == 0 || negatives == 0 || valid_pos == 0 || valid_pos == valid_y.len() {
-            return Err(ModelError::Training(format!(
-                "both classes are needed in the training part ({positives} fraud of {n_train}) \
-                 and in the validation part (the last {} rows: {valid_pos} fraud)",
-                valid_y.len()
-            )));
-        }
         let inputs = input_specs(&data.names, train_rows);
         let standardiser = Standardiser::new(&inputs);
         let (mut train_x, mut valid_x) = (Vec::new(), Vec::new());
@@ -327,9 +301,6 @@ fn check_input(data: &TrainingData, cfg: &TrainConfig) -> Result<(), ModelError>
             data.times_ms.len()
         ));
     }
-    if !(cfg.validation_fraction > 0.0 && cfg.validation_fraction < 1.0) {
-        return bad(format!("validation_fraction {} is not in (0, 1)", cfg.validation_fraction));
-    }
     if cfg.batch_size == 0 || cfg.hidden.contains(&0) {
         return bad("batch_size and hidden layer widths must be positive".to_string());
     }
@@ -338,7 +309,7 @@ fn check_input(data: &TrainingData, cfg: &TrainConfig) -> Result<(), ModelError>
 
 /// Mean and population std of each column's finite training values; a column with none gets
 /// mean 0, std 1, so it contributes a constant 0.
-fn input_specs(names: &[String], rows: &[f32]) -> Vec<InputSpec> {
+pub(crate) fn input_specs(names: &[String], rows: &[f32]) -> Vec<InputSpec> {
     let d = names.len();
     let mut sum = vec![0f64; d];
     let mut sq = vec![0f64; d];

@@ -1,11 +1,16 @@
-//! `vigil train`: features from the same dataflow as `run`, then the candle MLP.
+//! `vigil train`: features from the same dataflow as `run`, then the model of the asked kind
+//! (`--kind mlp|gbdt|auto`, or `--unsupervised`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use learning::training::{train_reporting, TrainConfig, TrainingData};
+use learning::gbdt::GbdtConfig;
+use learning::select::{train_kind, Kind};
+use learning::training::{TrainConfig, TrainingData};
+use learning::unsupervised::{train_unsupervised, UnsupervisedConfig};
+use operators::model::file::Model;
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::model::enrich::InputLayout;
 use operators::model::file::ThresholdPolicy;
@@ -95,12 +100,12 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let mut unlabelled = 0u64;
     for (batch, r) in extracted.rows() {
         let row = &batch.rows[r];
-        if row.label < 0 {
+        if row.label < 0 && !args.unsupervised {
             unlabelled += 1;
             continue;
         }
         data.rows.extend_from_slice(&batch.inputs[r * width..(r + 1) * width]);
-        data.labels.push(row.label as u8);
+        data.labels.push(row.label.max(0) as u8);
         data.times_ms.push(row.timestamp_ms);
     }
     tracing::info!(
@@ -110,6 +115,57 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         secs = started.elapsed().as_secs_f64(),
         "features extracted"
     );
+    let input_name = input_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model = if args.unsupervised {
+        train_without_labels(&args, &data, input_name)?
+    } else {
+        train_with_labels(&args, &data, input_name)?
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    model.save(&out).with_context(|| format!("writing {}", out.display()))?;
+    let meta = model.metadata();
+    let t = &meta.training;
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(rate) = t.alert_rate {
+        println!("model {} written to {} ({} trees, {secs:.1} s)", meta.version, out.display(), t.epochs_run);
+        println!("threshold {:.6}: blocks {rate} of the training events", meta.threshold);
+        return Ok(());
+    }
+    let size = match meta.trees {
+        Some(shape) => format!("{} trees of depth {}", shape.trees, shape.depth),
+        None => format!("{} epochs", t.epochs_run),
+    };
+    println!(
+        "model {} written to {} (validation PR-AUC {:.4}, ROC-AUC {:.4}, ECE {:.4}; {size}, {secs:.1} s)",
+        meta.version,
+        out.display(),
+        t.validation_pr_auc,
+        t.validation_roc_auc,
+        t.validation_ece,
+    );
+    for c in &t.candidates {
+        println!("  candidate {:<5} validation PR-AUC {:.4}, ROC-AUC {:.4}", c.kind, c.validation_pr_auc, c.validation_roc_auc);
+    }
+    println!(
+        "threshold {:.6}: expected precision {:.4}, recall {:.4} (on the validation split)",
+        meta.threshold, t.expected_precision, t.expected_recall
+    );
+    Ok(())
+}
+
+/// `--kind mlp|gbdt|auto` on labelled rows.
+fn train_with_labels(args: &TrainArgs, data: &TrainingData, input_name: String) -> anyhow::Result<Model> {
+    if args.alert_rate.is_some() {
+        return Err(UsageError("--alert-rate: only with --unsupervised".into()).into());
+    }
+    let kind = match args.kind.as_deref().unwrap_or("auto") {
+        "mlp" => Kind::Mlp,
+        "gbdt" => Kind::Gbdt,
+        "auto" => Kind::Auto,
+        other => return Err(UsageError(format!("--kind: `{other}` is not mlp, gbdt or auto")).into()),
+    };
     let defaults = TrainConfig::default();
     if args.seeds == Some(0) {
         return Err(UsageError("--seeds: must be at least 1".into()).into());
@@ -117,44 +173,62 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(w) = args.positive_weight.filter(|w| !(w.is_finite() && *w > 0.0)) {
         return Err(UsageError(format!("--positive-weight: {w} is not a positive number")).into());
     }
+    if args.max_trees == Some(0) || args.max_depth == Some(0) {
+        return Err(UsageError("--max-trees and --max-depth: must be at least 1".into()).into());
+    }
     let hidden = match &args.hidden {
         Some(text) => parse_widths(text)?,
         None => defaults.hidden.clone(),
     };
-    let cfg = TrainConfig {
+    let threshold = threshold_policy(args)?.unwrap_or(defaults.threshold);
+    let seed = args.seed.unwrap_or(defaults.seed);
+    let mlp = TrainConfig {
         hidden,
         max_epochs: args.epochs.unwrap_or(defaults.max_epochs),
-        seed: args.seed.unwrap_or(defaults.seed),
+        seed,
         seeds: args.seeds.unwrap_or(defaults.seeds),
         positive_weight: args.positive_weight.or(defaults.positive_weight),
-        threshold: threshold_policy(&args)?.unwrap_or(defaults.threshold),
-        input_name: input_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        threshold,
+        input_name: input_name.clone(),
         ..defaults
     };
-    let progress = Progress::new("training epochs", Some((cfg.seeds.max(1) * cfg.max_epochs) as u64), true);
+    let gbdt_defaults = GbdtConfig::default();
+    let gbdt = GbdtConfig {
+        max_trees: args.max_trees.unwrap_or(gbdt_defaults.max_trees),
+        max_depth: args.max_depth.unwrap_or(gbdt_defaults.max_depth),
+        positive_weight: args.positive_weight,
+        seed,
+        threshold,
+        input_name,
+        ..gbdt_defaults
+    };
+    let epochs_total = if kind == Kind::Gbdt { 0 } else { (mlp.seeds.max(1) * mlp.max_epochs) as u64 };
+    let progress = Progress::new("training epochs", Some(epochs_total), kind != Kind::Gbdt);
     let epochs = AtomicU64::new(0);
-    let model = train_reporting(&data, &cfg, &|| progress.set(epochs.fetch_add(1, Ordering::Relaxed) + 1))
-        .map_err(|e| UsageError(format!("training on {}: {e}", input_path.display())))?;
+    let model = train_kind(data, kind, &mlp, &gbdt, &|| progress.set(epochs.fetch_add(1, Ordering::Relaxed) + 1))
+        .map_err(|e| UsageError(format!("training on {}: {e}", mlp.input_name)))?;
     progress.finish(epochs.load(Ordering::Relaxed));
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(model)
+}
+
+/// `--unsupervised`: labels are not needed, and ignored when present.
+fn train_without_labels(args: &TrainArgs, data: &TrainingData, input_name: String) -> anyhow::Result<Model> {
+    let supervised_only = [
+        ("--kind", args.kind.is_some()),
+        ("--threshold", args.threshold.is_some()),
+        ("--target-precision", args.target_precision.is_some()),
+        ("--max-fpr", args.max_fpr.is_some()),
+        ("--cost-ratio", args.cost_ratio.is_some()),
+        ("--positive-weight", args.positive_weight.is_some()),
+    ];
+    if let Some((flag, _)) = supervised_only.iter().find(|(_, given)| *given) {
+        return Err(UsageError(format!("{flag}: needs labels; with --unsupervised use --alert-rate")).into());
     }
-    model.save(&out).with_context(|| format!("writing {}", out.display()))?;
-    let meta = model.metadata();
-    let t = &meta.training;
-    println!(
-        "model {} written to {} (validation PR-AUC {:.4}, ROC-AUC {:.4}, ECE {:.4}; {} epochs, {:.1} s)",
-        meta.version,
-        out.display(),
-        t.validation_pr_auc,
-        t.validation_roc_auc,
-        t.validation_ece,
-        t.epochs_run,
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "threshold {:.6}: expected precision {:.4}, recall {:.4} (on the validation split)",
-        meta.threshold, t.expected_precision, t.expected_recall
-    );
-    Ok(())
+    let defaults = UnsupervisedConfig::default();
+    let alert_rate = args.alert_rate.unwrap_or(defaults.alert_rate);
+    if !(alert_rate > 0.0 && alert_rate < 1.0) {
+        return Err(UsageError(format!("--alert-rate: {alert_rate} is not in (0, 1)")).into());
+    }
+    let cfg = UnsupervisedConfig { alert_rate, seed: args.seed.unwrap_or(defaults.seed), input_name, ..defaults };
+    train_unsupervised(data, &cfg).map_err(|e| UsageError(format!("unsupervised training on {}: {e}", cfg.input_name)).into())
 }

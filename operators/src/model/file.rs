@@ -286,6 +286,12 @@ impl Model {
         &self.meta
     }
 
+    /// The training record, for trainers that add to it (e.g. `--kind auto`'s candidates);
+    /// the version hashes only the tensors, so it stays valid.
+    pub fn training_mut(&mut self) -> &mut TrainingInfo {
+        &mut self.meta.training
+    }
+
     /// The MLP's layers, if this is an MLP (for training code that extends a network).
     pub fn dense(&self) -> Option<&[Dense]> {
         match &self.net {

@@ -31,7 +31,10 @@ fn run(input: &Path, model: &Path, out: &Path) -> HashMap<String, Value> {
         .status()
         .unwrap();
     assert!(status.success());
-    read_jsonl(&out.join("decisions.jsonl")).into_iter().map(|d| (d["eventId"].as_str().unwrap().to_owned(), d)).collect()
+    read_jsonl(&out.join("decisions.jsonl"))
+        .into_iter()
+        .map(|d| (d["eventId"].as_str().unwrap().to_owned(), d))
+        .collect()
 }
 
 /// The model inputs of a decision, in `names` order (`null` = missing = NaN).
@@ -48,8 +51,7 @@ fn streamed_gbdt_scores_equal_the_training_crates_predictions() {
     // The training rows: the shipped model's inputs, as the stream computes them.
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.safetensors");
     let decisions = run(&train_file, &shipped, &dir.path().join("train-out"));
-    let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped.with_extension("json")).unwrap()).unwrap();
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(shipped.with_extension("json")).unwrap()).unwrap();
     let names: Vec<String> =
         meta["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect();
     let mut data = TrainingData { names: names.clone(), ..TrainingData::default() };

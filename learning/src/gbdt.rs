@@ -97,8 +97,8 @@ pub fn train_gbdt_keeping_booster(
     fitted.booster.prediction_iteration = Some(kept);
     let trees = &grown[..kept];
     let calibrated = calibrate(&logits, valid_y, cfg.threshold)?;
-    let mut tables = TreeTables::from_nodes(trees, fitted.booster.base_score, calibrated.a)
-        .map_err(ModelError::Training)?;
+    let mut tables =
+        TreeTables::from_nodes(trees, fitted.booster.base_score, calibrated.a).map_err(ModelError::Training)?;
     tables.base += calibrated.b as f32;
     tracing::info!(
         trees = tables.trees,
@@ -161,7 +161,11 @@ fn best_prefix(
 fn fit(data: &TrainingData, cfg: &GbdtConfig) -> Result<Fitted, ModelError> {
     let d = data.names.len();
     if d == 0 || data.rows.len() != data.labels.len() * d {
-        return Err(ModelError::Training(format!("{} values for {} rows of {d} inputs", data.rows.len(), data.labels.len())));
+        return Err(ModelError::Training(format!(
+            "{} values for {} rows of {d} inputs",
+            data.rows.len(),
+            data.labels.len()
+        )));
     }
     let n_train = split_point(&data.labels, cfg.validation_fraction)?;
     let n_valid = data.labels.len() - n_train;

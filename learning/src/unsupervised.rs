@@ -14,7 +14,7 @@
 //!   input by skewness, because a fraud can be unusually small as well as large.
 //! - One tree per input routes the value to its interval (a balanced search tree over the
 //!   cuts); a missing value goes to a leaf of 0 ("nothing unusual seen").
-//! - The score is `σ(a·(S − S_q))` of the sum S, with `S_q` the `(1 − alert_rate)` quantile of
+//! - The score is `σ(S − S_q)` of the sum S, with `S_q` the `(1 − alert_rate)` quantile of
 //!   the training sums: so `score > 0.5` blocks that share of training events, and the
 //!   threshold is the quantile itself, mapped.
 //!
@@ -47,9 +47,9 @@ impl Default for UnsupervisedConfig {
     }
 }
 
-/// Slope of the score's sigmoid per unit of summed `−log` tail: the score moves from 0.5 to
-/// ~0.73 when the sum grows by one halving of a tail share in one input.
-const SLOPE: f64 = 1.0 / std::f64::consts::LN_2;
+/// Slope of the score's sigmoid per unit of summed `−ln` tail. 1, so that every input's term
+/// in the logit is its `−ln(2·t)` as it stands, which reasons turn back into a tail share.
+const SLOPE: f64 = 1.0;
 
 /// Trains the unsupervised model on every row of `data` (labels are not read).
 pub fn train_unsupervised(data: &TrainingData, cfg: &UnsupervisedConfig) -> Result<Model, ModelError> {
@@ -196,14 +196,7 @@ fn build(
     let share = |r: std::ops::Range<usize>| intervals[r].iter().map(|i| i.1).sum::<f64>();
     let (ls, rs) = (share(from..mid), share(mid..to));
     let value = if ls + rs > 0.0 { (lv * ls + rv * rs) / (ls + rs) } else { (lv + rv) / 2.0 };
-    nodes[at] = Node::Split {
-        feature: j,
-        threshold: f64::from(cuts[mid - 1]),
-        left,
-        right,
-        missing: left,
-        value,
-    };
+    nodes[at] = Node::Split { feature: j, threshold: f64::from(cuts[mid - 1]), left, right, missing: left, value };
     value
 }
 
@@ -231,7 +224,8 @@ mod tests {
     #[test]
     fn a_lone_extreme_value_scores_by_its_tail_share() -> Result<(), ModelError> {
         let values: Vec<f32> = (0..1000).map(|i| i as f32).collect();
-        let model = train_unsupervised(&data(&[values]), &UnsupervisedConfig { alert_rate: 0.01, ..Default::default() })?;
+        let model =
+            train_unsupervised(&data(&[values]), &UnsupervisedConfig { alert_rate: 0.01, ..Default::default() })?;
         let mut s = Vec::new();
         model.score_batch(&[500.0, 900.0, 995.0, 5000.0, -5000.0, f32::NAN], &mut s)?;
         assert!(s[0] < s[1] && s[1] < s[2] && s[2] < s[3], "{s:?}");
@@ -260,7 +254,8 @@ mod tests {
             let model = train_unsupervised(&d, &UnsupervisedConfig { alert_rate: rate, ..Default::default() })?;
             let mut s = Vec::new();
             model.score_batch(&d.rows, &mut s)?;
-            let blocked = s.iter().filter(|&&x| f64::from(x) > model.metadata().threshold).count() as f64 / s.len() as f64;
+            let blocked =
+                s.iter().filter(|&&x| f64::from(x) > model.metadata().threshold).count() as f64 / s.len() as f64;
             assert!(blocked <= rate && blocked >= rate * 0.8, "rate {rate}: blocked {blocked}");
         }
         Ok(())

@@ -10,9 +10,9 @@ use learning::gbdt::GbdtConfig;
 use learning::select::{train_kind, Kind};
 use learning::training::{TrainConfig, TrainingData};
 use learning::unsupervised::{train_unsupervised, UnsupervisedConfig};
-use operators::model::file::Model;
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::model::enrich::InputLayout;
+use operators::model::file::Model;
 use operators::model::file::ThresholdPolicy;
 
 use crate::cli::TrainArgs;
@@ -146,7 +146,10 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         t.validation_ece,
     );
     for c in &t.candidates {
-        println!("  candidate {:<5} validation PR-AUC {:.4}, ROC-AUC {:.4}", c.kind, c.validation_pr_auc, c.validation_roc_auc);
+        println!(
+            "  candidate {:<5} validation PR-AUC {:.4}, ROC-AUC {:.4}",
+            c.kind, c.validation_pr_auc, c.validation_roc_auc
+        );
     }
     println!(
         "threshold {:.6}: expected precision {:.4}, recall {:.4} (on the validation split)",
@@ -230,5 +233,6 @@ fn train_without_labels(args: &TrainArgs, data: &TrainingData, input_name: Strin
         return Err(UsageError(format!("--alert-rate: {alert_rate} is not in (0, 1)")).into());
     }
     let cfg = UnsupervisedConfig { alert_rate, seed: args.seed.unwrap_or(defaults.seed), input_name, ..defaults };
-    train_unsupervised(data, &cfg).map_err(|e| UsageError(format!("unsupervised training on {}: {e}", cfg.input_name)).into())
+    train_unsupervised(data, &cfg)
+        .map_err(|e| UsageError(format!("unsupervised training on {}: {e}", cfg.input_name)).into())
 }

@@ -11,13 +11,16 @@
 
 use crate::batch::{ExplainedRow, ScoredBatch};
 use crate::model::file::{Model, ModelError};
-use crate::model::reasons::{fact_of, write_input_reason, Fact};
+use crate::model::reasons::{fact_of, write_input_reason, write_rarity_reason, Fact};
 
 /// Most reasons named per decision.
 pub const MAX_REASONS: usize = 3;
 /// Smallest logit contribution worth naming: below it an input changes the odds by less than
 /// 5 %, which no analyst would call a reason.
 const MIN_CONTRIBUTION: f32 = 0.05;
+/// Smallest rarity term an unsupervised model's reason names: `−ln(2·0.05)`, an input beyond
+/// 95 % of the training events on its side.
+const MIN_RARITY: f32 = 2.302_585;
 
 /// Explains every row of `batch` (inputs and scores filled) whose score is above `floor`,
 /// replacing `batch.explanations`.
@@ -38,27 +41,34 @@ pub fn explain(model: &Model, batch: &mut ScoredBatch, floor: f64) -> Result<(),
     let facts: Vec<Fact> = inputs.iter().enumerate().map(|(j, input)| fact_of(j, &input.name)).collect();
     let out = &mut batch.explanations;
     let mut top = Vec::with_capacity(d);
+    let rarity = model.is_unsupervised();
+    let floor = if rarity { MIN_RARITY } else { MIN_CONTRIBUTION };
     for ((&i, row), contributions) in picked.iter().zip(rows.chunks_exact(d)).zip(contributions.chunks_exact(d)) {
-        top_inputs(contributions, row, &facts, &mut top);
+        top_inputs(contributions, row, &facts, floor, &mut top);
         for (n, &j) in top.iter().enumerate() {
             if n > 0 {
                 out.text.push(b',');
             }
-            write_input_reason(&mut out.text, &inputs[j].name, f64::from(row[j]), inputs[j].mean);
+            let (name, value, mean) = (&inputs[j].name, f64::from(row[j]), inputs[j].mean);
+            if rarity {
+                write_rarity_reason(&mut out.text, name, value, mean, f64::from(contributions[j]));
+            } else {
+                write_input_reason(&mut out.text, name, value, mean);
+            }
         }
         out.rows.push(ExplainedRow { row: i as u32, end: out.text.len() as u32, count: top.len() as u32 });
     }
     Ok(())
 }
 
-/// The inputs with the largest contributions of at least [`MIN_CONTRIBUTION`], largest first
+/// The inputs with the largest contributions of at least `floor`, largest first
 /// (ties by input order), at most [`MAX_REASONS`], one per fact (`facts[j]` is input j's): an
 /// input whose fact a stronger one already names is passed over. Missing values (`row[j]` not
 /// finite) are never named: the model saw the training mean, not a value an analyst could
 /// check. Replaces the contents of `top` (a buffer reused across rows).
-pub fn top_inputs(contributions: &[f32], row: &[f32], facts: &[Fact], top: &mut Vec<usize>) {
+pub fn top_inputs(contributions: &[f32], row: &[f32], facts: &[Fact], floor: f32, top: &mut Vec<usize>) {
     top.clear();
-    top.extend((0..contributions.len()).filter(|&j| contributions[j] >= MIN_CONTRIBUTION && row[j].is_finite()));
+    top.extend((0..contributions.len()).filter(|&j| contributions[j] >= floor && row[j].is_finite()));
     // An equal contribution stays behind the earlier input.
     top.sort_unstable_by(|&a, &b| contributions[b].total_cmp(&contributions[a]).then(a.cmp(&b)));
     let mut kept = 0;
@@ -132,9 +142,9 @@ mod tests {
         let row = [1.0; 6];
         let facts: Vec<Fact> = (0..6).map(Fact::Input).collect();
         let mut top = vec![7];
-        top_inputs(&[0.2, 0.9, 0.2, -5.0, 0.9, 0.01], &row, &facts, &mut top);
+        top_inputs(&[0.2, 0.9, 0.2, -5.0, 0.9, 0.01], &row, &facts, MIN_CONTRIBUTION, &mut top);
         assert_eq!(top, [1, 4, 0]);
-        top_inputs(&[0.0, 0.04, -1.0], &row[..3], &facts[..3], &mut top);
+        top_inputs(&[0.0, 0.04, -1.0], &row[..3], &facts[..3], MIN_CONTRIBUTION, &mut top);
         assert!(top.is_empty());
     }
 
@@ -145,9 +155,9 @@ mod tests {
         let names = ["mean_1h", "amount_ratio", "max_7d", "cnt_1h", "v14", "location_new"];
         let facts: Vec<Fact> = names.iter().enumerate().map(|(j, n)| fact_of(j, n)).collect();
         let mut top = Vec::new();
-        top_inputs(&[0.8, 0.9, 0.7, 0.3, 0.2, 0.1], &row, &facts, &mut top);
+        top_inputs(&[0.8, 0.9, 0.7, 0.3, 0.2, 0.1], &row, &facts, MIN_CONTRIBUTION, &mut top);
         assert_eq!(top, [1, 3, 4]);
-        top_inputs(&[0.8, 0.9, 0.7, 0.0, 0.0, 0.0], &row, &facts, &mut top);
+        top_inputs(&[0.8, 0.9, 0.7, 0.0, 0.0, 0.0], &row, &facts, MIN_CONTRIBUTION, &mut top);
         assert_eq!(top, [1]);
     }
 

@@ -345,8 +345,9 @@ impl Model {
     ///
     /// - MLP: occlusion against the mean, `z(x) − z(x with input j at its training mean)`; an
     ///   input at its mean (or missing, hence filled with the mean) contributes exactly nothing.
-    /// - Trees: Saabas' path attribution (`model/trees.rs`); a missing input still contributes
-    ///   through the branch it takes.
+    /// - `gbdt`: Saabas' path attribution (`model/trees.rs`); a missing input still
+    ///   contributes through the branch it takes.
+    /// - Unsupervised: each input's own term of the logit (its rarity, 0 at the median).
     pub fn contributions(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
         let d = self.width();
         let n = self.rows_in(rows)?;
@@ -359,14 +360,25 @@ impl Model {
                 }
             }
             Network::Trees(tables) => {
+                let per_input = self.is_unsupervised();
                 for row in rows.chunks_exact(d) {
                     let start = out.len();
                     out.resize(start + d, 0.0);
-                    tables.path_contributions(row, &mut out[start..]);
+                    if per_input {
+                        tables.leaf_contributions(row, &mut out[start..]);
+                    } else {
+                        tables.path_contributions(row, &mut out[start..]);
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// An `unsupervised:<method>` model: its score says how rare an event is, not a fraud
+    /// probability, and its contributions are per-input rarity terms.
+    pub fn is_unsupervised(&self) -> bool {
+        self.meta.kind.starts_with(KIND_UNSUPERVISED)
     }
 }
 

@@ -49,6 +49,24 @@ fn generic_phrase(o: &mut Vec<u8>, name: &str, value: f64, mean: f64) {
     o.push(b')');
 }
 
+/// An unsupervised model's reason: `"amount 5234.1 above 99.95 % of events seen"`, from the
+/// input's rarity term `−ln(2·t)` (t = the share of training events at least as extreme on
+/// that side; `learning::unsupervised`). The percentage has as many decimals as it takes not
+/// to round to 100.
+pub fn write_rarity_reason(out: &mut Vec<u8>, name: &str, value: f64, mean: f64, term: f64) {
+    let tail = (-term).exp() / 2.0;
+    let percent = 100.0 * (1.0 - tail);
+    let decimals = (-(tail * 100.0).log10()).ceil().clamp(1.0, 6.0) as usize;
+    out.push(b'"');
+    write_label(out, name);
+    out.push(b' ');
+    write_one_decimal(out, value);
+    out.extend_from_slice(if value >= mean { b" above " } else { b" below " });
+    let shown = format!("{:.*}", decimals, percent.min(100.0 - 10f64.powi(-(decimals as i32))));
+    out.extend_from_slice(shown.as_bytes());
+    out.extend_from_slice(b" % of events seen\"");
+}
+
 /// Statistics of the SPEC §2 windows, as an analyst would say them.
 const WINDOW_STATS: [(&str, &str); 5] = [
     ("cnt", "transactions"),
@@ -263,5 +281,17 @@ mod tests {
         assert_eq!(input_reason("mean_2h", 1.0, 0.0), "mean_2h unusually high (1.0 vs mean 0.0)");
         assert_eq!(input_reason("amount", 950.0, 77.72), "amount unusually high (950.0 vs mean 77.7)");
         assert_eq!(input_reason("odd\"name", 2.0, 1.0), "odd\"name unusually high (2.0 vs mean 1.0)");
+    }
+
+    #[test]
+    fn rarity_reasons_give_the_tail_share_back() {
+        let phrase = |name: &str, value: f64, mean: f64, tail: f64| {
+            let mut out = Vec::new();
+            write_rarity_reason(&mut out, name, value, mean, -(2.0 * tail).ln());
+            String::from_utf8(out).unwrap_or_default()
+        };
+        assert_eq!(phrase("amount", 5234.1, 88.0, 0.0005), "\"amount 5234.1 above 99.95 % of events seen\"");
+        assert_eq!(phrase("v14", -9.25, 0.0, 0.01), "\"v14 -9.3 below 99.0 % of events seen\"");
+        assert_eq!(phrase("v3", 4.0, 0.0, 1.0 / 145_001.0), "\"v3 4.0 above 99.9993 % of events seen\"");
     }
 }

@@ -194,6 +194,20 @@ impl TreeTables {
         }
     }
 
+    /// Adds to `out[j]` the leaf value each tree gives the row, credited to the input the
+    /// tree's root splits on: for ensembles of one-input trees (the unsupervised kinds) that is
+    /// exactly each input's term of the logit.
+    pub fn leaf_contributions(&self, row: &[f32], out: &mut [f32]) {
+        for tree in 0..self.trees {
+            let root = self.slot(tree, 0);
+            let mut at = root;
+            for _ in 0..self.depth {
+                at = self.slot(tree, self.step(at, row[self.feature[at] as usize]));
+            }
+            out[self.feature[root] as usize] += self.value[at];
+        }
+    }
+
     /// The tables as the file names them (`trees.feature`, … each `trees × nodes`, and
     /// `trees.base`).
     pub fn named_tensors(&self) -> candle_core::Result<HashMap<String, Tensor>> {

@@ -122,8 +122,8 @@ def mlp(x, y, xt, hidden, seed, max_iter, indicators):
         a = np.where(miss, mean, a)
         return np.hstack([a, miss[:, gaps]]) if indicators else a
 
-    mean = np.nanmean(x, axis=0)
-    mean = np.where(np.isnan(mean), 0.0, mean)
+    seen = (~np.isnan(x)).sum(axis=0)
+    mean = np.where(seen > 0, np.nansum(x, axis=0) / np.maximum(seen, 1), 0.0)  # all-missing: 0
     gaps = np.isnan(x).any(axis=0)
     a, at = prepare(x, mean, gaps), prepare(xt, mean, gaps)
     mu, sd = a.mean(axis=0), a.std(axis=0)

@@ -83,7 +83,7 @@ def round_sig(x, digits=4):
     return out
 
 
-def generate(n_events, n_users, days, seed):
+def generate(n_events, n_users, days, seed, burst_rate=0.012, rule_rate=0.024, sharpness=2.0):
     rng = np.random.default_rng(seed)
     span_ms = days * DAY_MS
 
@@ -116,12 +116,15 @@ def generate(n_events, n_users, days, seed):
     u_screen = rng.integers(0, 260, U)
     u_rand10 = rng.random(U) < 0.1
 
-    RISKY_EMAIL = np.array([3, 11, 17, 26, 38, 49])  # scattered codes, not the largest ones
-    RISKY_BROWSER = np.array([7, 19, 44, 61, 88, 97, 120])
-    RISKY_ADDR = np.array([123, 170, 204, 251, 299, 330, 387, 441, 472, 515])
+    # high-risk codes of the label-encoded categoricals: scattered, so no order helps
+    RISKY_EMAIL = np.sort(rng.choice(np.arange(2, 60), 8, replace=False))
+    RISKY_BROWSER = np.sort(rng.choice(130, 16, replace=False))
+    RISKY_SCREEN = np.sort(rng.choice(260, 26, replace=False))
+    RISKY_ADDR = np.sort(rng.choice(np.arange(100, 540), 40, replace=False))
+    RISKY_CARD5 = np.array([102, 195])
 
     # ---- account-takeover episodes ---------------------------------------------------------
-    n_burst_target = int(n_events * 0.015)
+    n_burst_target = int(n_events * burst_rate)
     burst_users, burst_times, burst_rank = [], [], []
     total = 0
     while total < n_burst_target:
@@ -361,25 +364,32 @@ def generate(n_events, n_users, days, seed):
     heavy = next(f"v{j}" for j in block_of if V_BLOCKS[block_of[j]][1] == "m" and kind_of[j] == "count")
     v_heavy = val(heavy, 0)
     z = (
-        -6.6
-        + 1.2 * (product == 1)
-        + 1.6 * isin("p_email", RISKY_EMAIL)
-        + 1.6 * isin("addr1", RISKY_ADDR)
-        + 2.5 * ((C[:, 12] <= 1) & (d1 < 3))
+        1.0 * (product == 1)
+        + 2.2 * isin("p_email", RISKY_EMAIL)
+        + 2.2 * isin("addr1", RISKY_ADDR)
+        + 2.2 * (browser_present & isin("id_31", RISKY_BROWSER))
+        + 2.0 * (browser_present & isin("id_33", RISKY_SCREEN))
+        + 2.2 * ((u_card1[user] // 100) % 23 == 5)  # narrow card1 ranges (issuer BINs)
+        + 1.2 * isin("card5", RISKY_CARD5) * (u_card4[user] == 2)
+        + 2.6 * ((C[:, 12] <= 1) & (d1 < 3))
+        + 2.0 * (v_heavy > np.nanquantile(cols[heavy], 0.95))
+        + 1.8 * ((amount > 50) & (amount < 120) & (product == 0) & (u_card6[user] == 2))
+        + 2.0 * ((product == 2) & (val("m4", -1) == 2))
         + 1.6 * (id_present & ~presence["prod0"] & (product == 0))
-        + 1.4 * (val("m4", -1) == 2)
-        + 1.8 * (v_heavy > np.nanquantile(cols[heavy], 0.95))
-        + 1.5 * ((amount > 50) & (amount < 120) & (product == 0) & (u_card6[user] == 2))
-        + 1.6 * (browser_present & isin("id_31", RISKY_BROWSER))
-        + 1.2 * ((u_card2[user] >= 400) & (u_card2[user] < 420))
-        + 0.9 * (~addr_present & (product != 1))
+        + 1.2 * (~addr_present & (product != 1))
         + 1.5 * (d4_present & ~d15_present)
-        + 1.3 * ((C[:, 4] == 0) & (C[:, 0] > 4))
-        + rng.normal(0, 0.5, N)
+        + 1.6 * ((C[:, 4] == 0) & (C[:, 0] > 4))
+        + rng.normal(0, 0.3, N)
     )
-    rule_fraud = rng.random(N) < sigmoid(z)
+    z = z * sharpness
+    # intercept chosen so that rule-like fraud makes up `rule_rate` of the events
+    lo, hi = -20.0, 5.0
+    for _ in range(50):
+        b = (lo + hi) / 2
+        lo, hi = (b, hi) if sigmoid(z + b).mean() < rule_rate else (lo, b)
+    rule_fraud = rng.random(N) < sigmoid(z + b)
     label = (burst | rule_fraud).astype(np.int8)
-    return t, user, cols, label
+    return t, user, cols, label, burst
 
 
 def write(path, idx, t, user, names, M, label, id_width, chunk=50_000):
@@ -422,7 +432,7 @@ def main():
     p.add_argument("--prefix", default="sparse")
     a = p.parse_args()
     start = time.time()
-    t, user, cols, label = generate(a.events, a.users, a.days, a.seed)
+    t, user, cols, label, _ = generate(a.events, a.users, a.days, a.seed)
     names = list(cols)
     M = np.empty((len(t), len(names)))
     for k, name in enumerate(names):

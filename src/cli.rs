@@ -269,6 +269,10 @@ pub struct TrainArgs {
     /// the training events, for streams without labels.
     #[arg(long)]
     pub unsupervised: bool,
+    /// With --unsupervised: copula (default; Gaussian copula + Mahalanobis distance) or ecod
+    /// (per-input empirical tails).
+    #[arg(long)]
+    pub method: Option<String>,
     /// With --unsupervised: the share of events to block; the threshold is the (1 − R) quantile
     /// of the training events' scores (default 0.001).
     #[arg(long, value_name = "R")]

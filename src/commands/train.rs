@@ -9,7 +9,7 @@ use anyhow::Context;
 use learning::gbdt::GbdtConfig;
 use learning::select::{train_kind, Kind};
 use learning::training::{TrainConfig, TrainingData};
-use learning::unsupervised::{train_unsupervised, UnsupervisedConfig};
+use learning::unsupervised::{train_unsupervised, Method, UnsupervisedConfig};
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::model::enrich::InputLayout;
 use operators::model::file::Model;
@@ -129,7 +129,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let t = &meta.training;
     let secs = started.elapsed().as_secs_f64();
     if let Some(rate) = t.alert_rate {
-        println!("model {} written to {} ({} trees, {secs:.1} s)", meta.version, out.display(), t.epochs_run);
+        println!("model {} ({}) written to {} ({secs:.1} s)", meta.version, meta.kind, out.display());
         println!("threshold {:.6}: blocks {rate} of the training events", meta.threshold);
         return Ok(());
     }
@@ -160,8 +160,8 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
 
 /// `--kind mlp|gbdt|auto` on labelled rows.
 fn train_with_labels(args: &TrainArgs, data: &TrainingData, input_name: String) -> anyhow::Result<Model> {
-    if args.alert_rate.is_some() {
-        return Err(UsageError("--alert-rate: only with --unsupervised".into()).into());
+    if args.alert_rate.is_some() || args.method.is_some() {
+        return Err(UsageError("--alert-rate, --method: only with --unsupervised".into()).into());
     }
     let kind = match args.kind.as_deref().unwrap_or("auto") {
         "mlp" => Kind::Mlp,
@@ -232,7 +232,12 @@ fn train_without_labels(args: &TrainArgs, data: &TrainingData, input_name: Strin
     if !(alert_rate > 0.0 && alert_rate < 1.0) {
         return Err(UsageError(format!("--alert-rate: {alert_rate} is not in (0, 1)")).into());
     }
-    let cfg = UnsupervisedConfig { alert_rate, seed: args.seed.unwrap_or(defaults.seed), input_name, ..defaults };
+    let method = match args.method.as_deref() {
+        None | Some("copula") => Method::Copula,
+        Some("ecod") => Method::Ecod,
+        Some(other) => return Err(UsageError(format!("--method: `{other}` is not copula or ecod")).into()),
+    };
+    let cfg = UnsupervisedConfig { method, alert_rate, seed: args.seed.unwrap_or(defaults.seed), input_name };
     train_unsupervised(data, &cfg)
         .map_err(|e| UsageError(format!("unsupervised training on {}: {e}", cfg.input_name)).into())
 }

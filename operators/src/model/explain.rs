@@ -41,19 +41,28 @@ pub fn explain(model: &Model, batch: &mut ScoredBatch, floor: f64) -> Result<(),
     let facts: Vec<Fact> = inputs.iter().enumerate().map(|(j, input)| fact_of(j, &input.name)).collect();
     let out = &mut batch.explanations;
     let mut top = Vec::with_capacity(d);
-    let rarity = model.is_unsupervised();
-    let floor = if rarity { MIN_RARITY } else { MIN_CONTRIBUTION };
-    for ((&i, row), contributions) in picked.iter().zip(rows.chunks_exact(d)).zip(contributions.chunks_exact(d)) {
-        top_inputs(contributions, row, &facts, floor, &mut top);
+    // Unsupervised models phrase an input by its rarity and name only rare ones.
+    let mut rarity = Vec::new();
+    model.rarity(&rows, &mut rarity)?;
+    if !rarity.is_empty() {
+        for (c, r) in contributions.iter_mut().zip(&rarity) {
+            if *r < MIN_RARITY {
+                *c = 0.0;
+            }
+        }
+    }
+    for (k, ((&i, row), contributions)) in
+        picked.iter().zip(rows.chunks_exact(d)).zip(contributions.chunks_exact(d)).enumerate()
+    {
+        top_inputs(contributions, row, &facts, MIN_CONTRIBUTION, &mut top);
         for (n, &j) in top.iter().enumerate() {
             if n > 0 {
                 out.text.push(b',');
             }
             let (name, value, mean) = (&inputs[j].name, f64::from(row[j]), inputs[j].mean);
-            if rarity {
-                write_rarity_reason(&mut out.text, name, value, mean, f64::from(contributions[j]));
-            } else {
-                write_input_reason(&mut out.text, name, value, mean);
+            match rarity.get(k * d + j) {
+                Some(&term) => write_rarity_reason(&mut out.text, name, value, mean, f64::from(term)),
+                None => write_input_reason(&mut out.text, name, value, mean),
             }
         }
         out.rows.push(ExplainedRow { row: i as u32, end: out.text.len() as u32, count: top.len() as u32 });

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::model::copula::{Copula, CopulaNet};
 use crate::model::mlp::{dense_from_tensors, Dense, Mlp};
 use crate::model::trees::TreeTables;
 
@@ -21,9 +22,11 @@ use crate::model::trees::TreeTables;
 pub const KIND_MLP: &str = "mlp";
 /// Gradient-boosted trees, scored as `σ(base + Σ leaves)` (`model/trees.rs`).
 pub const KIND_GBDT: &str = "gbdt";
-/// Prefix of the unsupervised kinds (`unsupervised:<method>`): tree-shaped rarity scores,
-/// trained without labels.
+/// Prefix of the unsupervised kinds (`unsupervised:<method>`): rarity scores trained without
+/// labels; every method but `copula` is scored by tree tables.
 pub const KIND_UNSUPERVISED: &str = "unsupervised:";
+/// The Gaussian-copula Mahalanobis distance (`model/copula.rs`).
+pub const KIND_COPULA: &str = "unsupervised:copula";
 
 /// Errors name the file and what is wrong with it, because the usual cause is a stale or
 /// hand-edited model file and the operator has to find it.
@@ -197,6 +200,8 @@ enum Network {
     Mlp(Mlp, Standardiser),
     /// Scores raw inputs; a missing input follows the branch learned for it.
     Trees(TreeTables),
+    /// Scores raw inputs; a missing input counts as ordinary.
+    Copula(CopulaNet),
 }
 
 impl Model {
@@ -212,6 +217,13 @@ impl Model {
         meta.layers.clear();
         meta.trees = Some(TreeShape { trees: tables.trees, depth: tables.depth, nodes: tables.nodes });
         Self::versioned(meta, Network::Trees(tables))
+    }
+
+    /// Builds an `unsupervised:copula` model from its table, setting `version`.
+    pub fn from_copula(mut meta: ModelMetadata, table: Copula) -> Result<Self, ModelError> {
+        meta.layers.clear();
+        meta.trees = None;
+        Self::versioned(meta, Network::Copula(CopulaNet::new(table)?))
     }
 
     fn versioned(mut meta: ModelMetadata, net: Network) -> Result<Self, ModelError> {
@@ -266,6 +278,7 @@ impl Model {
         let named = match &self.net {
             Network::Mlp(mlp, _) => mlp.named_tensors()?,
             Network::Trees(tables) => tables.named_tensors()?,
+            Network::Copula(copula) => copula.named_tensors()?,
         };
         let tmp = with_suffix(path, ".tmp");
         candle_core::safetensors::save(&named, &tmp)
@@ -296,7 +309,7 @@ impl Model {
     pub fn dense(&self) -> Option<&[Dense]> {
         match &self.net {
             Network::Mlp(mlp, _) => Some(mlp.dense()),
-            Network::Trees(_) => None,
+            Network::Trees(_) | Network::Copula(_) => None,
         }
     }
 
@@ -323,6 +336,7 @@ impl Model {
                 let x = Tensor::from_slice(rows, (n, self.width()), &Device::Cpu)?;
                 tables.logits_tensor(&x)?.to_vec1::<f32>()?
             }
+            Network::Copula(copula) => copula.logits(rows, n)?,
         };
         out.extend(logits.into_iter().map(sigmoid));
         Ok(())
@@ -347,7 +361,8 @@ impl Model {
     ///   input at its mean (or missing, hence filled with the mean) contributes exactly nothing.
     /// - `gbdt`: Saabas' path attribution (`model/trees.rs`); a missing input still
     ///   contributes through the branch it takes.
-    /// - Unsupervised: each input's own term of the logit (its rarity, 0 at the median).
+    /// - Unsupervised, tree-shaped: each input's own term of the logit (its rarity, 0 at the
+    ///   median); `copula`: the input's exact share of the squared distance.
     pub fn contributions(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
         let d = self.width();
         let n = self.rows_in(rows)?;
@@ -370,6 +385,36 @@ impl Model {
                         tables.path_contributions(row, &mut out[start..]);
                     }
                 }
+            }
+            Network::Copula(copula) => {
+                for row in rows.chunks_exact(d) {
+                    let start = out.len();
+                    out.resize(start + d, 0.0);
+                    copula.terms(row, &mut out[start..]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unsupervised kinds: per input of each row, `−ln(2·t)` with `t` the share of training
+    /// events at least as extreme on the value's side (0 at the median or when missing),
+    /// appended to `out`; the phrase of a reason is built from it. Other kinds append nothing.
+    pub fn rarity(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
+        let d = self.width();
+        self.rows_in(rows)?;
+        for row in rows.chunks_exact(d) {
+            let start = out.len();
+            match &self.net {
+                Network::Trees(tables) if self.is_unsupervised() => {
+                    out.resize(start + d, 0.0);
+                    tables.leaf_contributions(row, &mut out[start..]);
+                }
+                Network::Copula(copula) => {
+                    out.resize(start + d, 0.0);
+                    copula.rarity(row, &mut out[start..]);
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -421,6 +466,7 @@ fn version_of(kind: &str, net: &Network) -> String {
     match net {
         Network::Mlp(mlp, _) => mlp.hash_into(&mut eat),
         Network::Trees(tables) => tables.hash_into(&mut eat),
+        Network::Copula(copula) => copula.hash_into(&mut eat),
     }
     let method = kind.strip_prefix(KIND_UNSUPERVISED).unwrap_or(kind);
     format!("{method}-{:08x}", (h >> 32) ^ (h & 0xffff_ffff))
@@ -432,6 +478,9 @@ fn network_from_tensors(meta: &ModelMetadata, tensors: HashMap<String, Tensor>) 
     if meta.kind == KIND_MLP {
         let dense = dense_from_tensors(tensors, &meta.layers)?;
         return Ok(Network::Mlp(Mlp::new(dense).map_err(|e| e.to_string())?, Standardiser::new(&meta.inputs)));
+    }
+    if meta.kind == KIND_COPULA {
+        return Ok(Network::Copula(CopulaNet::from_named_tensors(tensors)?));
     }
     if is_tree_kind(&meta.kind) {
         let shape = meta.trees.ok_or_else(|| format!("a {} model needs `trees` in its metadata", meta.kind))?;
@@ -449,7 +498,7 @@ fn network_from_tensors(meta: &ModelMetadata, tensors: HashMap<String, Tensor>) 
 
 /// The kinds scored by tree tables.
 pub fn is_tree_kind(kind: &str) -> bool {
-    kind == KIND_GBDT || kind.strip_prefix(KIND_UNSUPERVISED).is_some_and(|m| !m.is_empty())
+    kind == KIND_GBDT || (kind != KIND_COPULA && kind.strip_prefix(KIND_UNSUPERVISED).is_some_and(|m| !m.is_empty()))
 }
 
 fn unsupported_kind(kind: &str) -> String {
@@ -460,6 +509,7 @@ fn check_metadata(meta: &ModelMetadata, net: &Network) -> Result<(), String> {
     match net {
         Network::Mlp(mlp, _) if meta.kind == KIND_MLP => mlp.check(&meta.layers, meta.inputs.len())?,
         Network::Trees(tables) if is_tree_kind(&meta.kind) => tables.check(meta.inputs.len())?,
+        Network::Copula(copula) if meta.kind == KIND_COPULA => copula.check(meta.inputs.len())?,
         _ => return Err(unsupported_kind(&meta.kind)),
     }
     if meta.inputs.is_empty() {

@@ -8,6 +8,7 @@
 //! crate, which uses this module (never the other way round).
 //! May use: `batch`, `event`, `features`, `json_out`, `named_map`, `time`.
 
+pub mod copula;
 pub mod enrich;
 pub mod explain;
 pub mod file;

@@ -17,6 +17,7 @@ ROC-AUC of:
 Needs numpy, scikit-learn and lightgbm (pip install numpy scikit-learn lightgbm).
 """
 import argparse
+import array
 import csv
 import json
 import math
@@ -28,7 +29,8 @@ import numpy as np
 
 def load_events(path):
     """Feature matrix (NaN = missing), labels, eventIds, feature names (first-seen order)."""
-    index, rows, cols, vals, labels, ids = {}, [], [], [], [], []
+    index, labels, ids = {}, [], []
+    rows, cols, vals = array.array("q"), array.array("q"), array.array("d")  # compact, not lists
     with open(path) as f:
         for line in f:
             e = json.loads(line)
@@ -49,7 +51,7 @@ def load_events(path):
                     cols.append(j)
                     vals.append(v)
     x = np.full((len(labels), len(index)), np.nan, dtype=np.float32)
-    x[np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)] = np.array(vals, dtype=np.float64)
+    x[np.frombuffer(rows, dtype=np.int64), np.frombuffer(cols, dtype=np.int64)] = np.frombuffer(vals, dtype=np.float64)
     return x, np.array(labels, dtype=np.int8), ids, list(index)
 
 

@@ -322,14 +322,14 @@ def generate(n_events, n_users, days, seed, burst_rate=0.012, rule_rate=0.024, s
     ], axis=1)
     presence = {
         "d11": d11_present,
-        "not_d11": ~d11_present & (rng.random(N) < 0.25),
-        "m": m_block & (rng.random(N) < 0.95),
-        "prod0": (product == 0) & (rng.random(N) < 0.4),
+        "not_d11": ~d11_present & (rng.random(N) < 0.15),
+        "m": m_block & (rng.random(N) < 0.7),
+        "prod0": (product == 0) & (rng.random(N) < 0.3),
         "id": id_present & (rng.random(N) < 0.9),
-        "c_hi": C[:, 0] >= 4,
+        "c_hi": C[:, 0] >= 6,
         "rand10": u_rand10[user],
         "prod12": np.isin(product, [1, 2]) & (rng.random(N) < 0.9),
-        "d4": d4_present & (rng.random(N) < 0.3),
+        "d4": d4_present & (rng.random(N) < 0.2),
         "rand05": rng.random(N) < 0.05,
     }
     j = 1
@@ -428,7 +428,7 @@ def main():
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--test-share", type=float, default=0.2)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+    p.add_argument("--out", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")))
     p.add_argument("--prefix", default="sparse")
     a = p.parse_args()
     start = time.time()

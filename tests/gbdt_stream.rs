@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use learning::gbdt::{forust_log_odds, train_gbdt_keeping_booster, GbdtConfig};
+use learning::gbdt::{forust_log_odds, train_gbdt_keeping_boosters, GbdtConfig};
 use learning::training::TrainingData;
 use operators::model::file::ThresholdPolicy;
 use serde_json::Value;
@@ -62,7 +62,7 @@ fn streamed_gbdt_scores_equal_the_training_crates_predictions() {
         data.times_ms.push(data.times_ms.len() as i64);
     }
     let cfg = GbdtConfig { max_trees: 60, threshold: ThresholdPolicy::Fixed(0.5), ..GbdtConfig::default() };
-    let (model, booster) = train_gbdt_keeping_booster(&data, &cfg).unwrap();
+    let (model, boosters) = train_gbdt_keeping_boosters(&data, &cfg).unwrap();
     let path = dir.path().join("gbdt.safetensors");
     model.save(&path).unwrap();
     let [a, b] = model.metadata().training.calibration.unwrap();
@@ -81,7 +81,7 @@ fn streamed_gbdt_scores_equal_the_training_crates_predictions() {
     }
     let missing = rows.iter().filter(|v| v.is_nan()).count();
     assert!(missing > 0, "the held-out inputs exercise missing values");
-    let reference = forust_log_odds(&booster, &rows, names.len());
+    let reference = forust_log_odds(&boosters, &rows, names.len());
     let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
     let mut worst = 0f64;
     for (i, (z, s)) in reference.iter().zip(&served).enumerate() {

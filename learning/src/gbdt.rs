@@ -3,21 +3,22 @@
 //!
 //! Invariants: the split is the same time split as the MLP's (`outcome::split_point`), so
 //! `--kind auto` compares the kinds on the same later rows. Missing values are never filled:
-//! forust learns a direction for them at every split, and the tables keep it. Boosting stops
-//! when the validation log-loss has not improved for `early_stopping_rounds` trees, and the
-//! model keeps the trees up to the best round. Training is reproducible given `seed` (forust's
-//! only randomness is its row/column sampling, seeded) and is multi-threaded within one fit.
+//! forust learns a direction for them at every split, and the tables keep it. The model is
+//! `bags` boosters, each on a random half of the rows and of the inputs per tree (seeded),
+//! averaged: on ULB this lifted day-2 PR-AUC from 0.767 (one booster, early-stopped) to
+//! 0.80 and narrowed the spread across seeds (docs/design.md). Training is reproducible
+//! given `seed` and multi-threaded within each fit.
 
 use std::time::Instant;
 
 use forust_ml::metric::Metric;
 use forust_ml::objective::ObjectiveType;
+use forust_ml::sampler::SampleMethod;
 use forust_ml::{GradientBooster, Matrix};
 use operators::model::file::{Model, ModelError, ModelMetadata, ThresholdPolicy, TrainingInfo, KIND_GBDT};
 use operators::model::trees::{Node, TreeTables};
 use serde::{Deserialize, Serialize};
 
-use crate::evaluation::evaluate;
 use crate::outcome::{calibrate, split_point};
 use crate::training::{input_specs, TrainingData};
 
@@ -25,8 +26,13 @@ use crate::training::{input_specs, TrainingData};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GbdtConfig {
-    /// Most trees (early stopping usually ends sooner).
+    /// Trees in all (split evenly over the `bags` boosters).
     pub max_trees: usize,
+    /// Boosters trained on row and column subsamples with seeds `seed + 1000·k` and averaged.
+    pub bags: usize,
+    /// Share of rows, and of inputs, each tree of a booster sees.
+    pub subsample: f32,
+    pub colsample: f64,
     pub learning_rate: f32,
     pub max_depth: usize,
     /// Histogram bins per input.
@@ -34,9 +40,10 @@ pub struct GbdtConfig {
     pub l2: f32,
     /// Smallest hessian sum of a leaf.
     pub min_leaf_weight: f32,
-    /// Trees without a validation log-loss gain before boosting stops (the kept prefix is then
-    /// chosen by validation PR-AUC, see [`best_prefix`]).
-    pub early_stopping_rounds: usize,
+    /// Trees without a validation log-loss gain before a booster stops; `None` (the default)
+    /// grows every tree: with a few dozen frauds in the validation split every stopping signal
+    /// was noisier than the fixed count (docs/design.md).
+    pub early_stopping_rounds: Option<usize>,
     pub validation_fraction: f64,
     /// Weight of a fraud row; `None` = √(legitimate / fraud) of the training part: enough to
     /// make the rare class count without the full ratio's overconfident leaves.
@@ -51,12 +58,15 @@ impl Default for GbdtConfig {
     fn default() -> Self {
         GbdtConfig {
             max_trees: 300,
+            bags: 5,
+            subsample: 0.5,
+            colsample: 0.5,
             learning_rate: 0.1,
             max_depth: 6,
             bins: 256,
             l2: 1.0,
             min_leaf_weight: 1.0,
-            early_stopping_rounds: 100,
+            early_stopping_rounds: None,
             validation_fraction: 0.2,
             positive_weight: None,
             seed: 42,
@@ -67,38 +77,51 @@ impl Default for GbdtConfig {
     }
 }
 
-/// A trained booster and the rows it was trained and validated on (column-major `f64`, as
-/// forust reads them).
-struct Fitted {
-    booster: GradientBooster,
-    n_train: usize,
-    positive_weight: f64,
-}
-
-/// Trains a `gbdt` model: boosting with early stopping, Platt calibration folded into the
-/// tables, the threshold chosen on the validation split.
+/// Trains a `gbdt` model: `bags` boosters on row and column subsamples, averaged into one
+/// table of trees; Platt calibration folded into the tables; the threshold chosen on the
+/// validation split.
 pub fn train_gbdt(data: &TrainingData, cfg: &GbdtConfig) -> Result<Model, ModelError> {
-    train_gbdt_keeping_booster(data, cfg).map(|(model, _)| model)
+    train_gbdt_keeping_boosters(data, cfg).map(|(model, _)| model)
 }
 
-/// [`train_gbdt`], also returning forust's booster (for tests against the crate's own
+/// [`train_gbdt`], also returning forust's boosters (for tests against the crate's own
 /// predictions, [`forust_log_odds`]).
-pub fn train_gbdt_keeping_booster(
+pub fn train_gbdt_keeping_boosters(
     data: &TrainingData,
     cfg: &GbdtConfig,
-) -> Result<(Model, GradientBooster), ModelError> {
+) -> Result<(Model, Vec<GradientBooster>), ModelError> {
     let started = Instant::now();
     let d = data.names.len();
-    let mut fitted = fit(data, cfg)?;
-    let valid_rows = &data.rows[fitted.n_train * d..];
-    let valid_y = &data.labels[fitted.n_train..];
-    let grown = booster_nodes(&fitted.booster);
-    let (kept, logits) = best_prefix(&grown, fitted.booster.base_score, valid_rows, valid_y, d)?;
-    fitted.booster.prediction_iteration = Some(kept);
-    let trees = &grown[..kept];
-    let calibrated = calibrate(&logits, valid_y, cfg.threshold)?;
-    let mut tables =
-        TreeTables::from_nodes(trees, fitted.booster.base_score, calibrated.a).map_err(ModelError::Training)?;
+    if d == 0 || data.rows.len() != data.labels.len() * d {
+        return Err(ModelError::Training(format!(
+            "{} values for {} rows of {d} inputs",
+            data.rows.len(),
+            data.labels.len()
+        )));
+    }
+    if cfg.bags == 0 || cfg.max_trees < cfg.bags {
+        return Err(ModelError::Training(format!(
+            "{} trees cannot be split over {} boosters",
+            cfg.max_trees, cfg.bags
+        )));
+    }
+    let n_train = split_point(&data.labels, cfg.validation_fraction)?;
+    let positives = data.labels[..n_train].iter().filter(|&&l| l != 0).count() as f64;
+    let positive_weight = cfg.positive_weight.unwrap_or(((n_train as f64 - positives) / positives).sqrt());
+    let train = columns(data, 0..n_train, positive_weight);
+    let valid = columns(data, n_train..data.labels.len(), positive_weight);
+    let boosters = (0..cfg.bags as u64)
+        .map(|k| fit(&train, &valid, d, cfg, cfg.seed.wrapping_add(1000 * k)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trees: Vec<Vec<Node>> = boosters.iter().flat_map(booster_nodes).collect();
+    let base: f64 = boosters.iter().map(|b| b.base_score).sum();
+    let scale = 1.0 / cfg.bags as f64;
+    let averaged = TreeTables::from_nodes(&trees, base, scale).map_err(ModelError::Training)?;
+    let valid_rows = &data.rows[n_train * d..];
+    let mut logits = Vec::with_capacity(valid_rows.len() / d);
+    averaged.logits(valid_rows, d, &mut logits);
+    let calibrated = calibrate(&logits, &data.labels[n_train..], cfg.threshold)?;
+    let mut tables = TreeTables::from_nodes(&trees, base, scale * calibrated.a).map_err(ModelError::Training)?;
     tables.base += calibrated.b as f32;
     tracing::info!(
         trees = tables.trees,
@@ -112,93 +135,59 @@ pub fn train_gbdt_keeping_booster(
         kind: KIND_GBDT.to_string(),
         layers: Vec::new(),
         trees: None,
-        inputs: input_specs(&data.names, &data.rows[..fitted.n_train * d]),
+        inputs: input_specs(&data.names, &data.rows[..n_train * d]),
         threshold: calibrated.threshold(),
         training: TrainingInfo {
-            epochs_run: grown.len(),
+            epochs_run: tables.trees,
             best_epoch: tables.trees,
-            positive_weight: fitted.positive_weight,
+            positive_weight,
+            seeds: cfg.bags,
             ..calibrated.training_info(data, &cfg.input_name, cfg.seed)
         },
     };
-    Ok((Model::from_trees(meta, tables)?, fitted.booster))
+    Ok((Model::from_trees(meta, tables)?, boosters))
 }
 
-/// Validation PR-AUC is checked after every this many trees.
-const PRUNE_STEP: usize = 5;
-
-/// The number of leading trees with the best validation PR-AUC (checked every
-/// [`PRUNE_STEP`] trees; ties keep fewer trees), and the validation logits of that prefix.
-/// Early stopping on the metric the kinds are compared by: forust stops on log-loss, which on
-/// rare-class data keeps improving (or stops improving) well away from the best ranking.
-fn best_prefix(
-    trees: &[Vec<Node>],
-    base: f64,
-    rows: &[f32],
-    labels: &[u8],
-    d: usize,
-) -> Result<(usize, Vec<f32>), ModelError> {
-    let n = labels.len();
-    let mut sums = vec![base as f32; n];
-    let mut best = (f64::NEG_INFINITY, 0, sums.clone());
-    let mut one = Vec::with_capacity(n);
-    for (k, tree) in trees.iter().enumerate() {
-        let table = TreeTables::from_nodes(std::slice::from_ref(tree), 0.0, 1.0).map_err(ModelError::Training)?;
-        one.clear();
-        table.logits(rows, d, &mut one);
-        sums.iter_mut().zip(&one).for_each(|(s, v)| *s += v);
-        if (k + 1) % PRUNE_STEP == 0 || k + 1 == trees.len() {
-            let ap = evaluate(&sums, labels, 0.5).pr_auc;
-            if ap > best.0 {
-                best = (ap, k + 1, sums.clone());
-            }
-        }
-    }
-    Ok((best.1, best.2))
+/// Rows as forust reads them: column-major `f64` values, labels and weights.
+struct Columns {
+    x: Vec<f64>,
+    y: Vec<f64>,
+    w: Vec<f64>,
 }
 
-/// Fits forust on the training part with the validation part for early stopping.
-fn fit(data: &TrainingData, cfg: &GbdtConfig) -> Result<Fitted, ModelError> {
-    let d = data.names.len();
-    if d == 0 || data.rows.len() != data.labels.len() * d {
-        return Err(ModelError::Training(format!(
-            "{} values for {} rows of {d} inputs",
-            data.rows.len(),
-            data.labels.len()
-        )));
-    }
-    let n_train = split_point(&data.labels, cfg.validation_fraction)?;
-    let n_valid = data.labels.len() - n_train;
-    let positives = data.labels[..n_train].iter().filter(|&&l| l != 0).count() as f64;
-    let positive_weight = cfg.positive_weight.unwrap_or(((n_train as f64 - positives) / positives).sqrt());
-    let (train_x, train_y, train_w) = columns(data, 0..n_train, positive_weight);
-    let (valid_x, valid_y, valid_w) = columns(data, n_train..data.labels.len(), positive_weight);
+/// Fits one booster of `max_trees / bags` trees on the training rows (the validation rows
+/// only drive early stopping, when asked for).
+fn fit(train: &Columns, valid: &Columns, d: usize, cfg: &GbdtConfig, seed: u64) -> Result<GradientBooster, ModelError> {
     let mut booster = GradientBooster::default()
         .set_objective_type(ObjectiveType::LogLoss)
-        .set_iterations(cfg.max_trees)
+        .set_iterations(cfg.max_trees / cfg.bags)
         .set_learning_rate(cfg.learning_rate)
         .set_max_depth(cfg.max_depth)
         .set_nbins(cfg.bins)
         .set_l2(cfg.l2)
         .set_min_leaf_weight(cfg.min_leaf_weight)
-        .set_seed(cfg.seed)
+        .set_sample_method(SampleMethod::Random)
+        .set_subsample(cfg.subsample)
+        .set_colsample_bytree(cfg.colsample)
+        .set_seed(seed)
         .set_parallel(cfg.threads > 1)
         .set_num_threads(Some(cfg.threads.max(1)))
         .set_initialize_base_score(true)
         .set_allow_missing_splits(true)
         .set_create_missing_branch(false)
-        .set_evaluation_metric(Some(Metric::LogLoss))
-        .set_early_stopping_rounds(Some(cfg.early_stopping_rounds));
-    let train = Matrix::new(&train_x, n_train, d);
-    let valid = Matrix::new(&valid_x, n_valid, d);
+        .set_evaluation_metric(cfg.early_stopping_rounds.map(|_| Metric::LogLoss))
+        .set_early_stopping_rounds(cfg.early_stopping_rounds);
+    let train_matrix = Matrix::new(&train.x, train.y.len(), d);
+    let eval =
+        cfg.early_stopping_rounds.map(|_| vec![(Matrix::new(&valid.x, valid.y.len(), d), &valid.y[..], &valid.w[..])]);
     booster
-        .fit(&train, &train_y, &train_w, Some(vec![(valid, &valid_y[..], &valid_w[..])]))
+        .fit(&train_matrix, &train.y, &train.w, eval)
         .map_err(|e| ModelError::Training(format!("gradient boosting: {e}")))?;
-    Ok(Fitted { booster, n_train, positive_weight })
+    Ok(booster)
 }
 
 /// Rows `range` of `data` as forust's column-major `f64` matrix, with labels and weights.
-fn columns(data: &TrainingData, range: std::ops::Range<usize>, positive_weight: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn columns(data: &TrainingData, range: std::ops::Range<usize>, positive_weight: f64) -> Columns {
     let d = data.names.len();
     let mut x = Vec::with_capacity(range.len() * d);
     for j in 0..d {
@@ -206,7 +195,7 @@ fn columns(data: &TrainingData, range: std::ops::Range<usize>, positive_weight: 
     }
     let y: Vec<f64> = data.labels[range.clone()].iter().map(|&l| f64::from(u8::from(l != 0))).collect();
     let w = y.iter().map(|&l| if l > 0.0 { positive_weight } else { 1.0 }).collect();
-    (x, y, w)
+    Columns { x, y, w }
 }
 
 /// The trees forust predicts with (up to the best early-stopping round), as table nodes.
@@ -238,13 +227,18 @@ fn booster_nodes(booster: &GradientBooster) -> Vec<Vec<Node>> {
         .collect()
 }
 
-/// The crate's own log-odds for `rows` (row-major `f32`, NaN = missing): the independent
-/// reference the stream's scores are tested against.
-pub fn forust_log_odds(booster: &GradientBooster, rows: &[f32], d: usize) -> Vec<f64> {
+/// The crate's own log-odds for `rows` (row-major `f32`, NaN = missing), averaged over the
+/// boosters: the independent reference the stream's scores are tested against.
+pub fn forust_log_odds(boosters: &[GradientBooster], rows: &[f32], d: usize) -> Vec<f64> {
     let n = rows.len() / d;
     let mut x = Vec::with_capacity(rows.len());
     for j in 0..d {
         x.extend((0..n).map(|i| f64::from(rows[i * d + j])));
     }
-    booster.predict(&Matrix::new(&x, n, d), false)
+    let mut mean = vec![0f64; n];
+    for booster in boosters {
+        let p = booster.predict(&Matrix::new(&x, n, d), false);
+        mean.iter_mut().zip(p).for_each(|(m, v)| *m += v / boosters.len() as f64);
+    }
+    mean
 }

@@ -11,9 +11,11 @@
 //!   Distribution Functions", TKDE 2022): every input's empirical tail probability, `−ln`
 //!   summed over the inputs, as one tree per input.
 //!
-//! Both turn the rarity sum S into the score `σ(c·(S − S_q))`, with `S_q` a cut between the
-//! `(1 − alert_rate)` quantile of the training sums and the next one above: so the threshold
-//! 0.5 blocks that share of training events.
+//! Both turn their rarity S (ECOD's sum of terms; the copula's squared distance) into a score
+//! that is 0.5 at a cut `S_q` between the `(1 − alert_rate)` quantile of the training S and
+//! the next one above, so the threshold 0.5 blocks that share of training events: ECOD's
+//! `σ(S − S_q)` keeps each input's term in the logit as it stands (reasons read it back),
+//! the copula's `σ(2·ln(S / S_q))` spans its far wider range without saturating.
 //!
 //! ECOD in detail:
 //!
@@ -166,13 +168,11 @@ fn train_copula(data: &TrainingData, cfg: &UnsupervisedConfig, meta: ModelMetada
     }
     table.whiten = inverse_cholesky(&a, d)
         .ok_or_else(|| ModelError::Training("the covariance is not positive definite".into()))?;
-    // With cut 0 the logit is half the squared distance.
-    let mut logits = Vec::with_capacity(data.labels.len());
+    let mut distances = Vec::with_capacity(data.labels.len());
     let net = CopulaNet::new(table.clone())?;
     for chunk in data.rows.chunks(d * 65_536) {
-        logits.extend(net.logits(chunk, chunk.len() / d)?);
+        distances.extend(net.distances(chunk, chunk.len() / d)?.to_vec1::<f32>()?);
     }
-    let distances: Vec<f32> = logits.iter().map(|&l| 2.0 * l).collect();
     table.cut = quantile_above(&distances, cfg.alert_rate);
     tracing::info!(inputs = d, cut = table.cut, "unsupervised copula model fitted");
     Model::from_copula(meta, table)

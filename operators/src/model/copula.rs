@@ -6,17 +6,25 @@
 //! interpolation between `knots` (the training values at `K + 1` evenly spaced quantiles; a
 //! tie run takes its middle) → `z = Φ⁻¹(u)`, clipped to `±clip` (so one wild value cannot
 //! dominate) → `y = W (z − μ)` with `W` the inverse Cholesky factor of the (shrunk) training
-//! covariance → logit `(Σ y² − cut) / 2`, half the squared distance beyond the training
-//! quantile `cut` (a log-likelihood ratio under the fitted Gaussian). A missing input takes
+//! covariance → logit `2·ln(Σ y² / cut)`: 0 at the training quantile `cut`, and on a log
+//! scale so that neither ordinary nor wild events saturate the f32 score (the squared
+//! distance spans five orders of magnitude; a linear logit made most events score exactly 0,
+//! tied, which wrecks every ranking metric). A missing input takes
 //! `z = μ_j`: nothing unusual. The transform is a candle op over the batch tensor, the rest
 //! candle matmul and reductions.
 //!
-//! Reasons: the distance splits exactly into per-input terms `d_j (Σ_k P_jk d_k) / 2`
+//! Reasons: the squared distance splits exactly into per-input terms `d_j (Σ_k P_jk d_k)`
 //! (`P = WᵀW`, `d = z − μ`), which rank the inputs; the phrase uses the input's own tail share.
 
 use std::collections::HashMap;
 
 use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
+
+/// Logit per unit of `ln` squared distance: doubling the distance beyond the cut adds ~1.4.
+pub const LOG_SLOPE: f64 = 2.0;
+/// Added to the squared distance before the log, so an event at the training mean scores a
+/// finite logit.
+const MIN_DISTANCE: f64 = 1e-6;
 
 /// The fitted transform and distance, in file layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,22 +71,27 @@ impl CopulaNet {
         &self.table
     }
 
-    /// Logits of `n` raw rows (`n × inputs`, NaN = missing).
-    pub fn logits(&self, rows: &[f32], n: usize) -> candle_core::Result<Vec<f32>> {
+    /// Squared distances of `n` raw rows (`n × inputs`, NaN = missing).
+    pub fn distances(&self, rows: &[f32], n: usize) -> candle_core::Result<Tensor> {
         let x = Tensor::from_slice(rows, (n, self.table.inputs), &Device::Cpu)?;
         let d = x.apply_op1_no_bwd(&Scores(&self.table))?.broadcast_sub(&self.mean)?;
-        let y = d.matmul(&self.whiten_t)?;
-        let distance = y.sqr()?.sum(1)?;
-        ((distance - f64::from(self.table.cut))? * 0.5)?.to_vec1::<f32>()
+        d.matmul(&self.whiten_t)?.sqr()?.sum(1)
     }
 
-    /// Per-input terms of the logit for one row (they sum to `logit + cut / 2`).
+    /// Logits of `n` raw rows: `LOG_SLOPE · ln((d² + ε) / cut)`.
+    pub fn logits(&self, rows: &[f32], n: usize) -> candle_core::Result<Vec<f32>> {
+        let log_cut = f64::from(self.table.cut).max(MIN_DISTANCE).ln();
+        (((self.distances(rows, n)? + MIN_DISTANCE)?.log()? - log_cut)? * LOG_SLOPE)?.to_vec1::<f32>()
+    }
+
+    /// Per-input terms of the squared distance for one row (they sum to it), which rank the
+    /// inputs for reasons.
     pub fn terms(&self, row: &[f32], out: &mut [f32]) {
         let f = self.table.inputs;
         let d: Vec<f32> = (0..f).map(|j| self.table.score(j, row[j]) - self.table.mean[j]).collect();
         for j in 0..f {
             let pd: f32 = (0..f).map(|k| self.precision[j * f + k] * d[k]).sum();
-            out[j] += d[j] * pd / 2.0;
+            out[j] += d[j] * pd;
         }
     }
 
@@ -302,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn logits_are_half_the_distance_beyond_the_cut_and_split_into_terms() -> candle_core::Result<()> {
+    fn logits_are_the_log_distance_beyond_the_cut_and_terms_split_it() -> candle_core::Result<()> {
         let net = CopulaNet::new(two_inputs())?;
         let rows = [1.5f32, 8.0, 2.0, f32::NAN];
         let logits = net.logits(&rows, 2)?;
@@ -310,11 +323,12 @@ mod tests {
             let z: Vec<f64> = (0..2).map(|j| f64::from(net.table().score(j, row[j]))).collect();
             // y = W z, by hand.
             let y = [z[0], 0.5 * z[0] + 2.0 * z[1]];
-            let want = (y[0] * y[0] + y[1] * y[1] - 1.0) / 2.0;
+            let distance = y[0] * y[0] + y[1] * y[1];
+            let want = LOG_SLOPE * ((distance + 1e-6) / 1.0).ln();
             assert!((f64::from(logits[r]) - want).abs() < 1e-5, "row {r}: {} vs {want}", logits[r]);
             let mut terms = [0f32; 2];
             net.terms(row, &mut terms);
-            assert!((f64::from(terms[0] + terms[1]) - (want + 0.5)).abs() < 1e-5);
+            assert!((f64::from(terms[0] + terms[1]) - distance).abs() < 1e-5);
         }
         Ok(())
     }

@@ -51,7 +51,8 @@ def load_events(path):
                     cols.append(j)
                     vals.append(v)
     x = np.full((len(labels), len(index)), np.nan, dtype=np.float32)
-    x[np.frombuffer(rows, dtype=np.int64), np.frombuffer(cols, dtype=np.int64)] = np.frombuffer(vals, dtype=np.float64)
+    r, c = np.frombuffer(rows, dtype=np.int64), np.frombuffer(cols, dtype=np.int64)
+    x[r, c] = np.frombuffer(vals, dtype=np.float64)
     return x, np.array(labels, dtype=np.int8), ids, list(index)
 
 

@@ -23,17 +23,21 @@ Fraud (about 3.5 % of events) comes from two sources:
 
 1. account-takeover bursts: a stolen card is used several times within minutes or hours, from a
    new device and far away, first with small "card testing" amounts, then large ones;
-2. rule-like risk on ordinary traffic: thresholds, AND-interactions, a few scattered high-risk
-   codes of label-encoded categoricals, and missingness patterns (e.g. identity present but a
-   V block absent). Trees find these easily; a network on mean-imputed inputs does not.
+2. rule-like risk on ordinary traffic (about 2.4 %): a sharp logistic function of narrow
+   thresholds (new card with few counts, an amount band for credit cards, a high value of one
+   heavy-tailed V column), scattered high-risk codes of label-encoded categoricals (e-mail
+   domain, region, browser, screen, card ranges), AND-interactions, and missingness patterns
+   (identity present but a V block absent, d4 without d15). Trees find these easily; a network
+   on mean-imputed, standardised inputs does not (LightGBM ~0.65 vs MLP ~0.43 PR-AUC with the
+   defaults; scripts/baseline-lightgbm.py).
 
-Deterministic for a given --seed; stdlib and numpy only; about half a minute for 500k events.
+Deterministic for a given --seed; stdlib and numpy only; 500k events take about 30 s of CPU and
+400 MB (train 320 MB, test 80 MB).
 
     scripts/gen-sparse.py [--events 500000] [--users 30000] [--days 90] [--seed 7] [--out data]
 """
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -84,6 +88,8 @@ def round_sig(x, digits=4):
 
 
 def generate(n_events, n_users, days, seed, burst_rate=0.012, rule_rate=0.024, sharpness=2.0):
+    """Events in time order: times (ms since START), user index, {name: values with NaN for
+    missing}, labels, and which events belong to account-takeover bursts."""
     rng = np.random.default_rng(seed)
     span_ms = days * DAY_MS
 
@@ -383,11 +389,11 @@ def generate(n_events, n_users, days, seed, burst_rate=0.012, rule_rate=0.024, s
     )
     z = z * sharpness
     # intercept chosen so that rule-like fraud makes up `rule_rate` of the events
-    lo, hi = -20.0, 5.0
-    for _ in range(50):
-        b = (lo + hi) / 2
-        lo, hi = (b, hi) if sigmoid(z + b).mean() < rule_rate else (lo, b)
-    rule_fraud = rng.random(N) < sigmoid(z + b)
+    lo, hi = -40.0, 10.0
+    for _ in range(60):
+        bias = (lo + hi) / 2
+        lo, hi = (bias, hi) if sigmoid(z + bias).mean() < rule_rate else (lo, bias)
+    rule_fraud = rng.random(N) < sigmoid(z + bias)
     label = (burst | rule_fraud).astype(np.int8)
     return t, user, cols, label, burst
 
@@ -423,16 +429,23 @@ def write(path, idx, t, user, names, M, label, id_width, chunk=50_000):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data_dir = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
     p.add_argument("--events", type=int, default=500_000)
-    p.add_argument("--users", type=int, default=30_000)
-    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--users", type=int, default=30_000, help="cards (userIds)")
+    p.add_argument("--days", type=int, default=90, help="event-time span")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--test-share", type=float, default=0.2)
-    p.add_argument("--out", default=os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")))
-    p.add_argument("--prefix", default="sparse")
+    p.add_argument("--burst-rate", type=float, default=0.012, help="share of account-takeover events")
+    p.add_argument("--rule-rate", type=float, default=0.024, help="share of rule-like fraud events")
+    p.add_argument("--sharpness", type=float, default=2.0,
+                   help="slope of the rule-like fraud's logit (lower: noisier labels, "
+                        "smaller tree advantage)")
+    p.add_argument("--test-share", type=float, default=0.2, help="last share of events (by time) for testing")
+    p.add_argument("--out", default=data_dir, help="output folder (default: the repository's data/)")
+    p.add_argument("--prefix", default="sparse", help="file names PREFIX.train.jsonl, PREFIX.test.jsonl")
     a = p.parse_args()
     start = time.time()
-    t, user, cols, label, _ = generate(a.events, a.users, a.days, a.seed)
+    t, user, cols, label, _ = generate(a.events, a.users, a.days, a.seed,
+                                       a.burst_rate, a.rule_rate, a.sharpness)
     names = list(cols)
     M = np.empty((len(t), len(names)))
     for k, name in enumerate(names):

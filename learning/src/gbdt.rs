@@ -119,7 +119,7 @@ pub fn train_gbdt_keeping_boosters(
     let averaged = TreeTables::from_nodes(&trees, base, scale).map_err(ModelError::Training)?;
     let valid_rows = &data.rows[n_train * d..];
     let mut logits = Vec::with_capacity(valid_rows.len() / d);
-    averaged.logits(valid_rows, d, &mut logits);
+    averaged.logits(valid_rows, d, &mut logits).map_err(ModelError::Training)?;
     let calibrated = calibrate(&logits, &data.labels[n_train..], cfg.threshold)?;
     let mut tables = TreeTables::from_nodes(&trees, base, scale * calibrated.a).map_err(ModelError::Training)?;
     tables.base += calibrated.b as f32;

@@ -26,7 +26,7 @@
 //!   growing by ~0.35 per halving of the tail share. Two-sided, where ECOD picks a side per
 //!   input by skewness, because a fraud can be unusually small as well as large.
 //! - One tree per input routes the value to its interval (a balanced search tree over the
-//!   cuts); a missing value goes to a leaf of 0 ("nothing unusual seen").
+//!   cuts); a missing value goes the median's way, to a term of 0 ("nothing unusual").
 //!
 //! Reasons: each input's share of S ranks the inputs, and its own tail share is the phrase
 //! ("amount 5234.1 above 99.95 % of events seen").
@@ -90,7 +90,7 @@ const COPULA_RIDGE: f64 = 0.1;
 /// Trains the unsupervised model on every row of `data` (labels are not read).
 pub fn train_unsupervised(data: &TrainingData, cfg: &UnsupervisedConfig) -> Result<Model, ModelError> {
     let d = data.names.len();
-    let n = if d == 0 { 0 } else { data.rows.len() / d };
+    let n = data.rows.len().checked_div(d).unwrap_or(0);
     if d == 0 || n < 2 || data.rows.len() != n * d {
         return Err(ModelError::Training(format!("need inputs and at least two rows, got {d} inputs, {n} rows")));
     }
@@ -126,7 +126,7 @@ fn train_ecod(data: &TrainingData, cfg: &UnsupervisedConfig, meta: ModelMetadata
     let trees: Vec<Vec<Node>> = (0..d).map(|j| input_tree(j, &column(data, j))).collect();
     let mut tables = TreeTables::from_nodes(&trees, 0.0, SLOPE).map_err(ModelError::Training)?;
     let mut sums = Vec::with_capacity(data.labels.len());
-    tables.logits(&data.rows, d, &mut sums);
+    tables.logits(&data.rows, d, &mut sums).map_err(ModelError::Training)?;
     let cut = quantile_above(&sums, cfg.alert_rate);
     tables.base = -cut;
     tracing::info!(inputs = d, cut, "unsupervised ecod model fitted");
@@ -333,22 +333,21 @@ fn input_tree(j: usize, sorted: &[f32]) -> Vec<Node> {
         .collect();
     let mut nodes = Vec::with_capacity(2 * intervals.len() + 1);
     nodes.push(Node::Leaf { value: 0.0 });
-    build(j, &cuts, &intervals, 0, intervals.len(), &mut nodes, 0);
-    // Missing values at the root go to a leaf of 0, appended after the tree.
-    let missing = nodes.len();
-    nodes.push(Node::Leaf { value: 0.0 });
-    if let Node::Split { missing: m, .. } = &mut nodes[0] {
-        *m = missing;
-    }
+    let median = sorted[sorted.len() / 2];
+    build(j, &cuts, &intervals, median, 0, intervals.len(), &mut nodes, 0);
     nodes
 }
 
 /// Builds the search tree over intervals `[from, to)` into slot `at` (already reserved),
-/// appending children; returns the expected term under it (weighted by training share).
+/// appending children; returns the expected term under it (weighted by training share). A
+/// missing value goes the median's way at every split, so it ends in the median's interval,
+/// whose term is 0: nothing unusual.
+#[allow(clippy::too_many_arguments)]
 fn build(
     j: usize,
     cuts: &[f32],
     intervals: &[(f64, f64)],
+    median: f32,
     from: usize,
     to: usize,
     nodes: &mut Vec<Node>,
@@ -362,12 +361,19 @@ fn build(
     let (left, right) = (nodes.len(), nodes.len() + 1);
     nodes.push(Node::Leaf { value: 0.0 });
     nodes.push(Node::Leaf { value: 0.0 });
-    let lv = build(j, cuts, intervals, from, mid, nodes, left);
-    let rv = build(j, cuts, intervals, mid, to, nodes, right);
+    let lv = build(j, cuts, intervals, median, from, mid, nodes, left);
+    let rv = build(j, cuts, intervals, median, mid, to, nodes, right);
     let share = |r: std::ops::Range<usize>| intervals[r].iter().map(|i| i.1).sum::<f64>();
     let (ls, rs) = (share(from..mid), share(mid..to));
     let value = if ls + rs > 0.0 { (lv * ls + rv * rs) / (ls + rs) } else { (lv + rv) / 2.0 };
-    nodes[at] = Node::Split { feature: j, threshold: f64::from(cuts[mid - 1]), left, right, missing: left, value };
+    nodes[at] = Node::Split {
+        feature: j,
+        threshold: f64::from(cuts[mid - 1]),
+        left,
+        right,
+        missing: if median < cuts[mid - 1] { left } else { right },
+        value,
+    };
     value
 }
 

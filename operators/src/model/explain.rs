@@ -20,7 +20,7 @@ pub const MAX_REASONS: usize = 3;
 const MIN_CONTRIBUTION: f32 = 0.05;
 /// Smallest rarity term an unsupervised model's reason names: `−ln(2·0.05)`, an input beyond
 /// 95 % of the training events on its side.
-const MIN_RARITY: f32 = 2.302_585;
+const MIN_RARITY: f32 = std::f32::consts::LN_10;
 
 /// Explains every row of `batch` (inputs and scores filled) whose score is above `floor`,
 /// replacing `batch.explanations`.

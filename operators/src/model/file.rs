@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::copula::{Copula, CopulaNet};
 use crate::model::mlp::{dense_from_tensors, Dense, Mlp};
-use crate::model::trees::TreeTables;
+use crate::model::trees::{PackedTrees, TreeTables};
 
 /// The multi-layer perceptron (`model/mlp.rs`).
 pub const KIND_MLP: &str = "mlp";
@@ -199,7 +199,7 @@ enum Network {
     /// Scores standardised inputs (missing → the fill value).
     Mlp(Mlp, Standardiser),
     /// Scores raw inputs; a missing input follows the branch learned for it.
-    Trees(TreeTables),
+    Trees(TreeTables, PackedTrees),
     /// Scores raw inputs; a missing input counts as ordinary.
     Copula(CopulaNet),
 }
@@ -216,7 +216,8 @@ impl Model {
     pub fn from_trees(mut meta: ModelMetadata, tables: TreeTables) -> Result<Self, ModelError> {
         meta.layers.clear();
         meta.trees = Some(TreeShape { trees: tables.trees, depth: tables.depth, nodes: tables.nodes });
-        Self::versioned(meta, Network::Trees(tables))
+        let packed = PackedTrees::new(&tables).map_err(ModelError::Training)?;
+        Self::versioned(meta, Network::Trees(tables, packed))
     }
 
     /// Builds an `unsupervised:copula` model from its table, setting `version`.
@@ -277,7 +278,7 @@ impl Model {
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         let named = match &self.net {
             Network::Mlp(mlp, _) => mlp.named_tensors()?,
-            Network::Trees(tables) => tables.named_tensors()?,
+            Network::Trees(tables, _) => tables.named_tensors()?,
             Network::Copula(copula) => copula.named_tensors()?,
         };
         let tmp = with_suffix(path, ".tmp");
@@ -309,7 +310,7 @@ impl Model {
     pub fn dense(&self) -> Option<&[Dense]> {
         match &self.net {
             Network::Mlp(mlp, _) => Some(mlp.dense()),
-            Network::Trees(_) | Network::Copula(_) => None,
+            Network::Trees(..) | Network::Copula(_) => None,
         }
     }
 
@@ -332,9 +333,9 @@ impl Model {
                 standardiser.apply(rows, &mut x);
                 mlp.logits(x, n)?
             }
-            Network::Trees(tables) => {
+            Network::Trees(_, packed) => {
                 let x = Tensor::from_slice(rows, (n, self.width()), &Device::Cpu)?;
-                tables.logits_tensor(&x)?.to_vec1::<f32>()?
+                packed.logits_tensor(&x)?.to_vec1::<f32>()?
             }
             Network::Copula(copula) => copula.logits(rows, n)?,
         };
@@ -374,7 +375,7 @@ impl Model {
                     mlp.occlusion(&x, out)?;
                 }
             }
-            Network::Trees(tables) => {
+            Network::Trees(tables, _) => {
                 let per_input = self.is_unsupervised();
                 for row in rows.chunks_exact(d) {
                     let start = out.len();
@@ -406,7 +407,7 @@ impl Model {
         for row in rows.chunks_exact(d) {
             let start = out.len();
             match &self.net {
-                Network::Trees(tables) if self.is_unsupervised() => {
+                Network::Trees(tables, _) if self.is_unsupervised() => {
                     out.resize(start + d, 0.0);
                     tables.leaf_contributions(row, &mut out[start..]);
                 }
@@ -465,7 +466,7 @@ fn version_of(kind: &str, net: &Network) -> String {
     };
     match net {
         Network::Mlp(mlp, _) => mlp.hash_into(&mut eat),
-        Network::Trees(tables) => tables.hash_into(&mut eat),
+        Network::Trees(tables, _) => tables.hash_into(&mut eat),
         Network::Copula(copula) => copula.hash_into(&mut eat),
     }
     let method = kind.strip_prefix(KIND_UNSUPERVISED).unwrap_or(kind);
@@ -491,7 +492,8 @@ fn network_from_tensors(meta: &ModelMetadata, tensors: HashMap<String, Tensor>) 
                 tables.trees, tables.nodes, shape.trees, shape.nodes
             ));
         }
-        return Ok(Network::Trees(tables));
+        let packed = PackedTrees::new(&tables)?;
+        return Ok(Network::Trees(tables, packed));
     }
     Err(unsupported_kind(&meta.kind))
 }
@@ -508,7 +510,7 @@ fn unsupported_kind(kind: &str) -> String {
 fn check_metadata(meta: &ModelMetadata, net: &Network) -> Result<(), String> {
     match net {
         Network::Mlp(mlp, _) if meta.kind == KIND_MLP => mlp.check(&meta.layers, meta.inputs.len())?,
-        Network::Trees(tables) if is_tree_kind(&meta.kind) => tables.check(meta.inputs.len())?,
+        Network::Trees(tables, _) if is_tree_kind(&meta.kind) => tables.check(meta.inputs.len())?,
         Network::Copula(copula) if meta.kind == KIND_COPULA => copula.check(meta.inputs.len())?,
         _ => return Err(unsupported_kind(&meta.kind)),
     }

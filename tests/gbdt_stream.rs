@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use learning::gbdt::{forust_log_odds, train_gbdt_keeping_boosters, GbdtConfig};
-use learning::training::TrainingData;
+use learning::outcome::TrainingData;
 use operators::model::file::ThresholdPolicy;
 use serde_json::Value;
 use support::{read_jsonl, vigil};

@@ -19,8 +19,7 @@ use operators::model::file::{Model, ModelError, ModelMetadata, ThresholdPolicy, 
 use operators::model::trees::{Node, TreeTables};
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{calibrate, split_point};
-use crate::training::{input_specs, TrainingData};
+use crate::outcome::{calibrate, input_specs, split_point, TrainingData};
 
 /// Hyper-parameters; the defaults are the settings measured in docs/design.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,15 +1,59 @@
-//! What every supervised trainer shares: the time-ordered split, and turning validation logits
+//! What every trainer shares: the rows ([`TrainingData`]) and their input statistics, the
+//! time-ordered split, and turning validation logits
 //! into a calibrated score, a threshold and the [`TrainingInfo`] recorded in the model file.
 //!
 //! Invariant: the split is by time — the last `validation_fraction` of rows in arrival order is
 //! held out — because fraud patterns drift and a random split would leak the future into
 //! training and flatter the model.
 
-use operators::model::file::{sigmoid, ModelError, ThresholdPolicy, TrainingInfo};
+use operators::model::file::{sigmoid, InputSpec, ModelError, ThresholdPolicy, TrainingInfo};
 
 use crate::calibration::{choose_threshold, expected_calibration_error, fit_platt, ThresholdChoice};
 use crate::evaluation::{evaluate, Evaluation, ECE_BINS};
-use crate::training::TrainingData;
+
+/// Labelled feature rows in event/arrival order.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingData {
+    /// Input names, one per column.
+    pub names: Vec<String>,
+    /// Row-major `n × names.len()`, NaN = missing.
+    pub rows: Vec<f32>,
+    /// 1 = fraud.
+    pub labels: Vec<u8>,
+    pub times_ms: Vec<i64>,
+}
+
+/// Mean and population std of each column's finite training values; a column with none gets
+/// mean 0, std 1, so it contributes a constant 0.
+pub fn input_specs(names: &[String], rows: &[f32]) -> Vec<InputSpec> {
+    let d = names.len();
+    let mut sum = vec![0f64; d];
+    let mut sq = vec![0f64; d];
+    let mut count = vec![0u64; d];
+    for row in rows.chunks_exact(d) {
+        for (j, &v) in row.iter().enumerate() {
+            if v.is_finite() {
+                let v = f64::from(v);
+                sum[j] += v;
+                sq[j] += v * v;
+                count[j] += 1;
+            }
+        }
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let (mean, std) = if count[j] == 0 {
+                (0.0, 1.0)
+            } else {
+                let mean = sum[j] / count[j] as f64;
+                (mean, (sq[j] / count[j] as f64 - mean * mean).max(0.0).sqrt())
+            };
+            InputSpec { name: name.clone(), fill: mean, mean, std }
+        })
+        .collect()
+}
 
 /// The number of training rows (the rest, later in time, validate), checking that both parts
 /// hold both classes.

@@ -6,7 +6,8 @@ use operators::model::file::{Candidate, Model, ModelError};
 use serde::{Deserialize, Serialize};
 
 use crate::gbdt::{train_gbdt, GbdtConfig};
-use crate::training::{train_reporting, TrainConfig, TrainingData};
+use crate::outcome::TrainingData;
+use crate::training::{train_reporting, TrainConfig};
 
 /// The supervised kinds `vigil train` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

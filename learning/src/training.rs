@@ -20,19 +20,7 @@ use operators::model::mlp::{forward, Dense};
 use serde::{Deserialize, Serialize};
 
 use crate::evaluation::{evaluate, Evaluation};
-use crate::outcome::{calibrate, split_point};
-
-/// Labelled feature rows in event/arrival order.
-#[derive(Debug, Clone, Default)]
-pub struct TrainingData {
-    /// Input names, one per column.
-    pub names: Vec<String>,
-    /// Row-major `n × names.len()`, NaN = missing.
-    pub rows: Vec<f32>,
-    /// 1 = fraud.
-    pub labels: Vec<u8>,
-    pub times_ms: Vec<i64>,
-}
+use crate::outcome::{calibrate, input_specs, split_point, TrainingData};
 
 /// Hyper-parameters. The defaults train ~800k × 25 rows in well under two minutes on two
 /// cores and were the best of the settings measured (see `docs/design.md`).
@@ -305,38 +293,6 @@ fn check_input(data: &TrainingData, cfg: &TrainConfig) -> Result<(), ModelError>
         return bad("batch_size and hidden layer widths must be positive".to_string());
     }
     Ok(())
-}
-
-/// Mean and population std of each column's finite training values; a column with none gets
-/// mean 0, std 1, so it contributes a constant 0.
-pub(crate) fn input_specs(names: &[String], rows: &[f32]) -> Vec<InputSpec> {
-    let d = names.len();
-    let mut sum = vec![0f64; d];
-    let mut sq = vec![0f64; d];
-    let mut count = vec![0u64; d];
-    for row in rows.chunks_exact(d) {
-        for (j, &v) in row.iter().enumerate() {
-            if v.is_finite() {
-                let v = f64::from(v);
-                sum[j] += v;
-                sq[j] += v * v;
-                count[j] += 1;
-            }
-        }
-    }
-    names
-        .iter()
-        .enumerate()
-        .map(|(j, name)| {
-            let (mean, std) = if count[j] == 0 {
-                (0.0, 1.0)
-            } else {
-                let mean = sum[j] / count[j] as f64;
-                (mean, (sq[j] / count[j] as f64 - mean * mean).max(0.0).sqrt())
-            };
-            InputSpec { name: name.clone(), fill: mean, mean, std }
-        })
-        .collect()
 }
 
 /// The trainable network: per layer `(in × out, 1 × out)` variables.

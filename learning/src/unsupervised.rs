@@ -36,7 +36,7 @@ use operators::model::file::{Model, ModelError, ModelMetadata, TrainingInfo, KIN
 use operators::model::trees::{Node, TreeTables};
 use serde::{Deserialize, Serialize};
 
-use crate::training::{input_specs, TrainingData};
+use crate::outcome::{input_specs, TrainingData};
 
 /// The unsupervised methods; the name is the model kind's suffix (`unsupervised:copula`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use learning::gbdt::GbdtConfig;
+use learning::outcome::TrainingData;
 use learning::select::{train_kind, Kind};
-use learning::training::{TrainConfig, TrainingData};
+use learning::training::TrainConfig;
 use learning::unsupervised::{train_unsupervised, Method, UnsupervisedConfig};
 use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::model::enrich::InputLayout;

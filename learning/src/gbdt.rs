@@ -187,11 +187,7 @@ fn fit(train: &Columns, valid: &Columns, d: usize, cfg: &GbdtConfig, seed: u64) 
 
 /// Rows `range` of `data` as forust's column-major `f64` matrix, with labels and weights.
 fn columns(data: &TrainingData, range: std::ops::Range<usize>, positive_weight: f64) -> Columns {
-    let d = data.names.len();
-    let mut x = Vec::with_capacity(range.len() * d);
-    for j in 0..d {
-        x.extend(range.clone().map(|i| f64::from(data.rows[i * d + j])));
-    }
+    let x = column_major(&data.rows, data.names.len(), range.clone());
     let y: Vec<f64> = data.labels[range.clone()].iter().map(|&l| f64::from(u8::from(l != 0))).collect();
     let w = y.iter().map(|&l| if l > 0.0 { positive_weight } else { 1.0 }).collect();
     Columns { x, y, w }
@@ -230,14 +226,20 @@ fn booster_nodes(booster: &GradientBooster) -> Vec<Vec<Node>> {
 /// boosters: the independent reference the stream's scores are tested against.
 pub fn forust_log_odds(boosters: &[GradientBooster], rows: &[f32], d: usize) -> Vec<f64> {
     let n = rows.len() / d;
-    let mut x = Vec::with_capacity(rows.len());
-    for j in 0..d {
-        x.extend((0..n).map(|i| f64::from(rows[i * d + j])));
-    }
+    let x = column_major(rows, d, 0..n);
     let mut mean = vec![0f64; n];
     for booster in boosters {
         let p = booster.predict(&Matrix::new(&x, n, d), false);
         mean.iter_mut().zip(p).for_each(|(m, v)| *m += v / boosters.len() as f64);
     }
     mean
+}
+
+/// Rows `range` of row-major `rows` (`d` columns) as forust's column-major `f64` values.
+fn column_major(rows: &[f32], d: usize, range: std::ops::Range<usize>) -> Vec<f64> {
+    let mut x = Vec::with_capacity(range.len() * d);
+    for j in 0..d {
+        x.extend(range.clone().map(|i| f64::from(rows[i * d + j])));
+    }
+    x
 }

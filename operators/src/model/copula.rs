@@ -20,6 +20,8 @@ use std::collections::HashMap;
 
 use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
+use crate::model::trees::contiguous_f32;
+
 /// Logit per unit of `ln` squared distance: doubling the distance beyond the cut adds ~1.4.
 pub const LOG_SLOPE: f64 = 2.0;
 /// Added to the squared distance before the log, so an event at the training mean scores a
@@ -220,10 +222,7 @@ impl candle_core::CustomOp1 for Scores<'_> {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, f) = layout.shape().dims2()?;
-        let rows = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(all), Some((from, to))) => &all[from..to],
-            _ => candle_core::bail!("copula-scores takes a contiguous f32 tensor"),
-        };
+        let rows = contiguous_f32(storage, layout, self.name())?;
         let out: Vec<f32> = rows.iter().enumerate().map(|(i, &v)| self.0.score(i % f, v)).collect();
         Ok((CpuStorage::F32(out), Shape::from((n, f))))
     }

@@ -390,13 +390,19 @@ impl candle_core::CustomOp1 for Walk<'_> {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, inputs) = layout.shape().dims2()?;
-        let rows = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(all), Some((from, to))) => &all[from..to],
-            _ => candle_core::bail!("tree-walk takes a contiguous f32 tensor"),
-        };
+        let rows = contiguous_f32(storage, layout, self.name())?;
         let mut out = Vec::with_capacity(n);
         self.0.logits(rows, inputs, &mut out);
         Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+}
+
+/// The values of a custom op's input, which must be a contiguous f32 tensor (the batch
+/// tensors the model builds always are).
+pub(crate) fn contiguous_f32<'s>(storage: &'s CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'s [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(all), Some((from, to))) => Ok(&all[from..to]),
+        _ => candle_core::bail!("{op} takes a contiguous f32 tensor"),
     }
 }
 

@@ -3,11 +3,13 @@
 //!
 //! Invariants: the split is the same time split as the MLP's (`outcome::split_point`), so
 //! `--kind auto` compares the kinds on the same later rows. Missing values are never filled:
-//! forust learns a direction for them at every split, and the tables keep it. The model is
-//! `bags` boosters, each on a random half of the rows and of the inputs per tree (seeded),
-//! averaged: on ULB this lifted day-2 PR-AUC from 0.767 (one booster, early-stopped) to
-//! 0.80 and narrowed the spread across seeds (docs/design.md). Training is reproducible
-//! given `seed` and multi-threaded within each fit.
+//! forust learns a direction for them at every split, and the tables keep it. With few frauds
+//! in the validation split the model is `bags` boosters, each on a random half of the rows and
+//! of the inputs per tree (seeded), averaged: on ULB this lifted day-2 PR-AUC from 0.767 (one
+//! booster, early-stopped) to 0.80 and narrowed the spread across seeds. With many (≥ 500), the
+//! validation log-loss is a reliable stopping signal and the bag underfits, so it is one deeper
+//! booster stopped on it ([`LargeSetConfig`]; docs/design.md has both studies). Training is
+//! reproducible given `seed` and multi-threaded within each fit.
 
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use forust_ml::objective::ObjectiveType;
 use forust_ml::sampler::SampleMethod;
 use forust_ml::{GradientBooster, Matrix};
 use operators::model::file::{Model, ModelError, ModelMetadata, ThresholdPolicy, TrainingInfo, KIND_GBDT};
+use operators::model::tree_walk::PackedTrees;
 use operators::model::trees::{Node, TreeTables};
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +54,65 @@ pub struct GbdtConfig {
     pub threads: usize,
     pub threshold: ThresholdPolicy,
     pub input_name: String,
+    /// Frauds in the validation split from which `large` replaces the bag above: there the
+    /// validation log-loss is a reliable stopping signal and 300 shallow trees underfit
+    /// (sparse set: 2.7k validation frauds, PR-AUC 0.574 → 0.683; ULB, 39: the bag stays).
+    pub large_from_frauds: usize,
+    pub large: LargeSetConfig,
+}
+
+/// One early-stopped booster for sets with many frauds (docs/design.md, sparse set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LargeSetConfig {
+    /// Cap on the trees (time bound: ~0.9 s a tree on one core at 500k events × 450 inputs).
+    pub max_trees: usize,
+    pub learning_rate: f32,
+    pub max_depth: usize,
+    pub subsample: f32,
+    pub colsample: f64,
+    pub min_leaf_weight: f32,
+    /// Trees without a validation log-loss gain before the booster stops.
+    pub early_stopping_rounds: usize,
+    /// Weight of a fraud row; `None` = √(legitimate / fraud). 1 (unweighted) measured better.
+    pub positive_weight: Option<f64>,
+}
+
+impl Default for LargeSetConfig {
+    fn default() -> Self {
+        LargeSetConfig {
+            max_trees: 600,
+            learning_rate: 0.1,
+            max_depth: 8,
+            subsample: 0.8,
+            colsample: 0.7,
+            min_leaf_weight: 5.0,
+            early_stopping_rounds: 50,
+            positive_weight: Some(1.0),
+        }
+    }
+}
+
+impl GbdtConfig {
+    /// The settings used for a validation split holding `frauds` frauds.
+    pub fn for_validation_frauds(&self, frauds: usize) -> GbdtConfig {
+        if frauds < self.large_from_frauds {
+            return self.clone();
+        }
+        let l = &self.large;
+        GbdtConfig {
+            max_trees: l.max_trees,
+            bags: 1,
+            subsample: l.subsample,
+            colsample: l.colsample,
+            learning_rate: l.learning_rate,
+            max_depth: l.max_depth,
+            min_leaf_weight: l.min_leaf_weight,
+            early_stopping_rounds: Some(l.early_stopping_rounds),
+            positive_weight: l.positive_weight,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for GbdtConfig {
@@ -72,6 +134,8 @@ impl Default for GbdtConfig {
             threads: 2,
             threshold: ThresholdPolicy::Fixed(0.8),
             input_name: String::new(),
+            large_from_frauds: 500,
+            large: LargeSetConfig::default(),
         }
     }
 }
@@ -105,6 +169,9 @@ pub fn train_gbdt_keeping_boosters(
         )));
     }
     let n_train = split_point(&data.labels, cfg.validation_fraction)?;
+    let valid_frauds = data.labels[n_train..].iter().filter(|&&l| l != 0).count();
+    let cfg = &cfg.for_validation_frauds(valid_frauds);
+    tracing::info!(valid_frauds, bags = cfg.bags, early_stopping = ?cfg.early_stopping_rounds, "gbdt settings");
     let positives = data.labels[..n_train].iter().filter(|&&l| l != 0).count() as f64;
     let positive_weight = cfg.positive_weight.unwrap_or(((n_train as f64 - positives) / positives).sqrt());
     let train = columns(data, 0..n_train, positive_weight);
@@ -118,7 +185,7 @@ pub fn train_gbdt_keeping_boosters(
     let averaged = TreeTables::from_nodes(&trees, base, scale).map_err(ModelError::Training)?;
     let valid_rows = &data.rows[n_train * d..];
     let mut logits = Vec::with_capacity(valid_rows.len() / d);
-    averaged.logits(valid_rows, d, &mut logits).map_err(ModelError::Training)?;
+    PackedTrees::new(&averaged, d).map_err(ModelError::Training)?.logits(valid_rows, &mut logits);
     let calibrated = calibrate(&logits, &data.labels[n_train..], cfg.threshold)?;
     let mut tables = TreeTables::from_nodes(&trees, base, scale * calibrated.a).map_err(ModelError::Training)?;
     tables.base += calibrated.b as f32;
@@ -242,4 +309,23 @@ fn column_major(rows: &[f32], d: usize, range: std::ops::Range<usize>) -> Vec<f6
         x.extend(range.clone().map(|i| f64::from(rows[i * d + j])));
     }
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_validation_frauds_switch_to_one_early_stopped_booster() {
+        let cfg = GbdtConfig { seed: 7, max_trees: 120, ..GbdtConfig::default() };
+        assert_eq!(cfg.for_validation_frauds(499), cfg, "few frauds: the bag, as configured");
+        let large = cfg.for_validation_frauds(500);
+        assert_eq!((large.bags, large.max_trees, large.max_depth), (1, 600, 8));
+        assert_eq!((large.early_stopping_rounds, large.positive_weight), (Some(50), Some(1.0)));
+        assert_eq!(
+            (large.seed, large.threshold, large.bins),
+            (7, cfg.threshold, cfg.bins),
+            "shared settings carry over"
+        );
+    }
 }

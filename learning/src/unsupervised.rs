@@ -34,6 +34,7 @@
 
 use operators::model::copula::{Copula, CopulaNet};
 use operators::model::file::{Model, ModelError, ModelMetadata, TrainingInfo, KIND_UNSUPERVISED};
+use operators::model::tree_walk::PackedTrees;
 use operators::model::trees::{Node, TreeTables};
 use serde::{Deserialize, Serialize};
 
@@ -129,7 +130,7 @@ fn train_ecod(data: &TrainingData, cfg: &UnsupervisedConfig, meta: ModelMetadata
     let trees: Vec<Vec<Node>> = (0..d).map(|j| input_tree(j, &column(data, j))).collect();
     let mut tables = TreeTables::from_nodes(&trees, 0.0, SLOPE).map_err(ModelError::Training)?;
     let mut sums = Vec::with_capacity(data.labels.len());
-    tables.logits(&data.rows, d, &mut sums).map_err(ModelError::Training)?;
+    PackedTrees::new(&tables, d).map_err(ModelError::Training)?.logits(&data.rows, &mut sums);
     let cut = quantile_above(&sums, cfg.alert_rate);
     tables.base = -cut;
     tracing::info!(inputs = d, cut, "unsupervised ecod model fitted");

@@ -79,7 +79,7 @@ fn score_file(path: &Path, args: &EvalArgs) -> anyhow::Result<Scored> {
     let input = input_file(&args.data.input)?;
     let (model, layout) = load_model(path).map_err(|e| UsageError(e.to_string()))?;
     let threshold = args.threshold.unwrap_or(model.metadata().threshold);
-    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), &args.data)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), &args.data)?;
     let mut labelled = Labelled { rows: Vec::new(), scores: Vec::new(), labels: Vec::new() };
     let d = model.width();
     for batch in &mut extracted.batches {

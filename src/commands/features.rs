@@ -13,7 +13,6 @@ use dataflows::input::JobInput;
 use operators::event::fields::ExtraFeatures;
 use operators::event::parse::EventParser;
 use operators::features::WINDOW_FEATURE_NAMES;
-use operators::state::user::StateRules;
 
 use crate::cli::{FeaturesArgs, InputArgs};
 use crate::commands::run::state_rules;
@@ -32,9 +31,9 @@ pub fn input_file(input: &Option<PathBuf>) -> anyhow::Result<JobInput> {
 pub fn extract_with_progress(
     input: JobInput,
     extras: ExtraFeatures,
-    rules: StateRules,
     data: &InputArgs,
 ) -> anyhow::Result<ExtractedFeatures> {
+    let rules = state_rules(data.lateness.as_deref())?;
     let workers = worker_count(data.workers)?;
     let parser = EventParser::new(extras).with_timestamp_unit(timestamp_unit(data.timestamp_unit.as_deref())?);
     let processed = Arc::new(AtomicU64::new(0));
@@ -50,8 +49,7 @@ pub fn extract_with_progress(
 pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let out_path = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
-    let rules = state_rules(args.lateness.as_deref())?;
-    let extracted = extract_with_progress(input, ExtraFeatures::default(), rules, &args.data)?;
+    let extracted = extract_with_progress(input, ExtraFeatures::default(), &args.data)?;
     let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);

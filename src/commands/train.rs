@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use learning::gbdt::GbdtConfig;
+use learning::gbdt::{GbdtConfig, LargeSetConfig};
 use learning::outcome::TrainingData;
 use learning::select::{train_kind, Kind};
 use learning::training::TrainConfig;
@@ -15,6 +15,7 @@ use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
 use operators::model::enrich::InputLayout;
 use operators::model::file::Model;
 use operators::model::file::ThresholdPolicy;
+use operators::model::tree_walk::MAX_DEPTH;
 
 use crate::cli::TrainArgs;
 use crate::commands::features::{extract_with_progress, input_file};
@@ -92,7 +93,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let layout = InputLayout::resolve(&names)
         .map_err(|bad| UsageError(format!("--input: feature names vigil cannot use: {}", bad.join(", "))))?;
     let started = std::time::Instant::now();
-    let mut extracted = extract_with_progress(input, layout.extras().clone(), Default::default(), &args.data)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), &args.data)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);
     }
@@ -180,6 +181,11 @@ fn train_with_labels(args: &TrainArgs, data: &TrainingData, input_name: String) 
     if args.max_trees == Some(0) || args.max_depth == Some(0) {
         return Err(UsageError("--max-trees and --max-depth: must be at least 1".into()).into());
     }
+    if let Some(depth) = args.max_depth.filter(|&d| d > MAX_DEPTH) {
+        return Err(
+            UsageError(format!("--max-depth: {depth} is deeper than the {MAX_DEPTH} levels the stream walks")).into()
+        );
+    }
     let hidden = match &args.hidden {
         Some(text) => parse_widths(text)?,
         None => defaults.hidden.clone(),
@@ -201,6 +207,13 @@ fn train_with_labels(args: &TrainArgs, data: &TrainingData, input_name: String) 
         max_trees: args.max_trees.unwrap_or(gbdt_defaults.max_trees),
         max_depth: args.max_depth.unwrap_or(gbdt_defaults.max_depth),
         positive_weight: args.positive_weight,
+        // Explicit flags bind in both regimes.
+        large: LargeSetConfig {
+            max_trees: args.max_trees.unwrap_or(gbdt_defaults.large.max_trees),
+            max_depth: args.max_depth.unwrap_or(gbdt_defaults.large.max_depth),
+            positive_weight: args.positive_weight.or(gbdt_defaults.large.positive_weight),
+            ..gbdt_defaults.large.clone()
+        },
         seed,
         threshold,
         input_name,

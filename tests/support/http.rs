@@ -144,6 +144,19 @@ impl RawConnection {
         self.reader.get_mut().write_all(bytes)
     }
 
+    /// Whether the server has already answered (or closed) this connection: bytes are waiting,
+    /// seen without blocking.
+    pub fn answered(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = self.reader.get_ref();
+        stream.set_nonblocking(true).unwrap();
+        let waiting = !matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        stream.set_nonblocking(false).unwrap();
+        waiting
+    }
+
     /// Reads one response with a `Content-Length` body.
     pub fn receive(&mut self) -> std::io::Result<RawResponse> {
         let mut line = String::new();

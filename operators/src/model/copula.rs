@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
-use crate::model::trees::contiguous_f32;
+use crate::model::tree_walk::contiguous_f32;
 
 /// Logit per unit of `ln` squared distance: doubling the distance beyond the cut adds ~1.4.
 pub const LOG_SLOPE: f64 = 2.0;

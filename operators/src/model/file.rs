@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::copula::{Copula, CopulaNet};
 use crate::model::mlp::{dense_from_tensors, Dense, Mlp};
-use crate::model::trees::{PackedTrees, TreeTables};
+use crate::model::tree_walk::PackedTrees;
+use crate::model::trees::TreeTables;
 
 /// The multi-layer perceptron (`model/mlp.rs`).
 pub const KIND_MLP: &str = "mlp";
@@ -216,7 +217,7 @@ impl Model {
     pub fn from_trees(mut meta: ModelMetadata, tables: TreeTables) -> Result<Self, ModelError> {
         meta.layers.clear();
         meta.trees = Some(TreeShape { trees: tables.trees, depth: tables.depth, nodes: tables.nodes });
-        let packed = PackedTrees::new(&tables).map_err(ModelError::Training)?;
+        let packed = PackedTrees::new(&tables, meta.inputs.len()).map_err(ModelError::Training)?;
         Self::versioned(meta, Network::Trees(tables, packed))
     }
 
@@ -360,7 +361,7 @@ impl Model {
     ///
     /// - MLP: occlusion against the mean, `z(x) − z(x with input j at its training mean)`; an
     ///   input at its mean (or missing, hence filled with the mean) contributes exactly nothing.
-    /// - `gbdt`: Saabas' path attribution (`model/trees.rs`); a missing input still
+    /// - `gbdt`: Saabas' path attribution (`model/tree_walk.rs`, on the walk's layout); a missing input still
     ///   contributes through the branch it takes.
     /// - Unsupervised, tree-shaped: each input's own term of the logit (its rarity, 0 at the
     ///   median); `copula`: the input's exact share of the squared distance.
@@ -375,7 +376,7 @@ impl Model {
                     mlp.occlusion(&x, out)?;
                 }
             }
-            Network::Trees(tables, _) => {
+            Network::Trees(tables, packed) => {
                 let per_input = self.is_unsupervised();
                 for row in rows.chunks_exact(d) {
                     let start = out.len();
@@ -383,7 +384,7 @@ impl Model {
                     if per_input {
                         tables.leaf_contributions(row, &mut out[start..]);
                     } else {
-                        tables.path_contributions(row, &mut out[start..]);
+                        packed.path_contributions(row, &mut out[start..]);
                     }
                 }
             }
@@ -492,7 +493,7 @@ fn network_from_tensors(meta: &ModelMetadata, tensors: HashMap<String, Tensor>) 
                 tables.trees, tables.nodes, shape.trees, shape.nodes
             ));
         }
-        let packed = PackedTrees::new(&tables)?;
+        let packed = PackedTrees::new(&tables, meta.inputs.len())?;
         return Ok(Network::Trees(tables, packed));
     }
     Err(unsupported_kind(&meta.kind))

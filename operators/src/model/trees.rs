@@ -11,17 +11,13 @@
 //! Saabas' path attribution (the change of the expected value at every split, credited to the
 //! split's input) for reasons.
 //!
-//! Scoring is a candle custom op over the batch tensor ([`PackedTrees`]): it walks compact,
-//! breadth-first renumbered tables branch-free for 8 rows at a time, so the dependent loads of
-//! different rows overlap. The level-by-level gather written with candle's own
-//! gather/where ops needs ~10 tensor passes per level instead (docs/design.md).
+//! These tables are the file format and, in tests, the reference walk (node by node). The
+//! stream, the trainers and gbdt reasons use a copy recompiled for speed
+//! (`model/tree_walk.rs`); the unsupervised kinds' per-input reasons walk these tables.
 
 use std::collections::HashMap;
 
-use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
-
-/// Rows walked together through one tree: independent load chains the CPU overlaps.
-const LANES: usize = 8;
+use candle_core::{DType, Device, Tensor};
 
 /// One node as a trainer describes it, before padding into tables.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +130,7 @@ impl TreeTables {
         if self.threshold.iter().any(|t| t.is_nan()) {
             return Err("a tree threshold is NaN".to_string());
         }
-        PackedTrees::new(self).map(|_| ())
+        Ok(())
     }
 
     fn slot(&self, tree: usize, node: u32) -> usize {
@@ -153,16 +149,28 @@ impl TreeTables {
         }
     }
 
-    /// The logits of `rows` (row-major, `inputs` columns, NaN = missing), appended to `out`
-    /// (through the packed walk the stream uses; `Err` if the tables cannot be packed).
-    pub fn logits(&self, rows: &[f32], inputs: usize, out: &mut Vec<f32>) -> Result<(), String> {
-        PackedTrees::new(self)?.logits(rows, inputs, out);
-        Ok(())
+    /// The logits of `rows` (row-major, `inputs` columns, NaN = missing), appended to `out`:
+    /// the plain node-by-node walk, the reference the stream's `tree_walk::PackedTrees` is
+    /// tested against (the stream and the trainers score with that).
+    #[cfg(test)]
+    pub fn logits(&self, rows: &[f32], inputs: usize, out: &mut Vec<f32>) {
+        for row in rows.chunks_exact(inputs.max(1)) {
+            let mut sum = self.base;
+            for tree in 0..self.trees {
+                let mut at = self.slot(tree, 0);
+                for _ in 0..self.depth {
+                    at = self.slot(tree, self.step(at, row[self.feature[at] as usize]));
+                }
+                sum += self.value[at];
+            }
+            out.push(sum);
+        }
     }
 
     /// Saabas' attribution of one row: adds to `out[j]` the change of the expected value at
     /// every split on input j along the row's path in every tree. `Σ out + Σ root values =
     /// logit − base`.
+    #[cfg(test)]
     pub fn path_contributions(&self, row: &[f32], out: &mut [f32]) {
         for tree in 0..self.trees {
             let mut at = self.slot(tree, 0);
@@ -281,131 +289,6 @@ impl TreeTables {
     }
 }
 
-/// A node as the walk reads it: 16 bytes, its two children adjacent (`left`, `left + 1`).
-#[derive(Debug, Clone, Copy)]
-struct Packed {
-    feature: u32,
-    /// NaN for a leaf, so no value moves on from it.
-    threshold: f32,
-    left: u32,
-    /// 1 if a missing value goes right.
-    missing_right: u32,
-}
-
-/// The tables renumbered for the stream's walk: per tree breadth-first, so every split's
-/// children are adjacent and the step is branch-free — `left + (x ≥ t | missing & right)` —
-/// instead of a data-dependent branch per level that the CPU mispredicts half the time
-/// (measured 3.5× slower on 300 trees, docs/design.md).
-#[derive(Debug, Clone)]
-pub struct PackedTrees {
-    nodes: Vec<Packed>,
-    values: Vec<f32>,
-    stride: usize,
-    trees: usize,
-    depth: usize,
-    base: f32,
-}
-
-impl PackedTrees {
-    /// Packs `tables`; `Err` when a split sends missing values to a third branch (the trainers
-    /// never do).
-    pub fn new(tables: &TreeTables) -> Result<Self, String> {
-        let stride = tables.nodes;
-        let leaf = Packed { feature: 0, threshold: f32::NAN, left: 0, missing_right: 0 };
-        let mut nodes = vec![leaf; tables.trees * stride];
-        let mut values = vec![0f32; tables.trees * stride];
-        for tree in 0..tables.trees {
-            // Breadth-first: old slot of each new slot.
-            let mut order = vec![0u32];
-            let mut at = 0;
-            while at < order.len() {
-                let old = tables.slot(tree, order[at]);
-                let new = tree * stride + at;
-                values[new] = tables.value[old];
-                let (l, r, m) = (tables.left[old], tables.right[old], tables.missing[old]);
-                if l == order[at] {
-                    nodes[new] = Packed { left: at as u32, ..leaf };
-                } else {
-                    if m != l && m != r {
-                        return Err(format!("tree {tree}: a split sends missing values to a third branch"));
-                    }
-                    if order.len() + 2 > stride {
-                        return Err(format!("tree {tree} reaches more than its {stride} node slots"));
-                    }
-                    nodes[new] = Packed {
-                        feature: tables.feature[old],
-                        threshold: tables.threshold[old],
-                        left: order.len() as u32,
-                        missing_right: u32::from(m == r),
-                    };
-                    order.push(l);
-                    order.push(r);
-                }
-                at += 1;
-            }
-        }
-        Ok(PackedTrees { nodes, values, stride, trees: tables.trees, depth: tables.depth, base: tables.base })
-    }
-
-    /// The logits of `rows` (row-major, `inputs` columns, NaN = missing), appended to `out`.
-    pub fn logits(&self, rows: &[f32], inputs: usize, out: &mut Vec<f32>) {
-        let start = out.len();
-        let n = rows.len() / inputs.max(1);
-        out.resize(start + n, self.base);
-        let sums = &mut out[start..];
-        for (block, block_sums) in rows.chunks(inputs.max(1) * LANES).zip(sums.chunks_mut(LANES)) {
-            let lanes = block_sums.len();
-            for tree in 0..self.trees {
-                let nodes = &self.nodes[tree * self.stride..(tree + 1) * self.stride];
-                let mut at = [0u32; LANES];
-                for _ in 0..self.depth {
-                    for lane in 0..lanes {
-                        let node = nodes[at[lane] as usize];
-                        let v = block[lane * inputs + node.feature as usize];
-                        let right = u32::from(v >= node.threshold) | (u32::from(v.is_nan()) & node.missing_right);
-                        at[lane] = node.left + right;
-                    }
-                }
-                let values = &self.values[tree * self.stride..(tree + 1) * self.stride];
-                for lane in 0..lanes {
-                    block_sums[lane] += values[at[lane] as usize];
-                }
-            }
-        }
-    }
-
-    /// Scores a batch tensor (`n × inputs`, f32, NaN = missing) as one candle op: `n` logits.
-    pub fn logits_tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.apply_op1_no_bwd(&Walk(self))
-    }
-}
-
-/// The candle op that walks the packed trees for every row of its input.
-struct Walk<'t>(&'t PackedTrees);
-
-impl candle_core::CustomOp1 for Walk<'_> {
-    fn name(&self) -> &'static str {
-        "tree-walk"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, inputs) = layout.shape().dims2()?;
-        let rows = contiguous_f32(storage, layout, self.name())?;
-        let mut out = Vec::with_capacity(n);
-        self.0.logits(rows, inputs, &mut out);
-        Ok((CpuStorage::F32(out), Shape::from(n)))
-    }
-}
-
-/// The values of a custom op's input, which must be a contiguous f32 tensor (the batch
-/// tensors the model builds always are).
-pub(crate) fn contiguous_f32<'s>(storage: &'s CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'s [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(all), Some((from, to))) => Ok(&all[from..to]),
-        _ => candle_core::bail!("{op} takes a contiguous f32 tensor"),
-    }
-}
-
 /// Rounds up to the nearest `f32` (see [`TreeTables::from_nodes`]).
 fn ceil_f32(t: f64) -> f32 {
     let r = t as f32;
@@ -428,11 +311,11 @@ fn depth_of(tree: &[Node]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// x0 < 1 → (x1 < 5 → 1.0 | 2.0); else 3.0. Missing x0 → right, missing x1 → left.
-    fn small() -> Vec<Node> {
+    pub(crate) fn small() -> Vec<Node> {
         vec![
             Node::Split { feature: 0, threshold: 1.0, left: 1, right: 2, missing: 2, value: 2.0 },
             Node::Split { feature: 1, threshold: 5.0, left: 3, right: 4, missing: 3, value: 1.5 },
@@ -449,7 +332,7 @@ mod tests {
         assert_eq!((t.trees, t.nodes, t.depth), (2, 5, 2));
         let rows = [0.0, 0.0, 0.0, 9.0, 1.0, 0.0, f32::NAN, 0.0, 0.5, f32::NAN, 0.99999994, 5.0];
         let mut out = Vec::new();
-        t.logits(&rows, 2, &mut out)?;
+        t.logits(&rows, 2, &mut out);
         assert_eq!(out, vec![1.75, 2.75, 3.75, 3.75, 1.75, 2.75]);
         Ok(())
     }
@@ -468,7 +351,7 @@ mod tests {
         let t = TreeTables::from_nodes(&[small(), small()], 0.0, 2.0)?;
         for row in [[0.0f32, 0.0], [0.0, 9.0], [4.0, 0.0], [f32::NAN, f32::NAN]] {
             let mut logit = Vec::new();
-            t.logits(&row, 2, &mut logit)?;
+            t.logits(&row, 2, &mut logit);
             let mut c = [0.0f32; 2];
             t.path_contributions(&row, &mut c);
             let roots = 2.0 * 2.0 * 2.0;
@@ -491,23 +374,6 @@ mod tests {
         bad.remove("trees.value");
         assert!(TreeTables::from_named_tensors(bad, 2).unwrap_err().contains("trees.value"));
         assert!(t.check(1).unwrap_err().contains("input 1"));
-        Ok(())
-    }
-
-    #[test]
-    fn the_candle_op_equals_the_walk_for_any_batching() -> Result<(), candle_core::Error> {
-        let t = TreeTables::from_nodes(&[small(), small(), small()], 0.1, 1.0).map_err(candle_core::Error::msg)?;
-        let rows: Vec<f32> = (0..40).map(|i| if i % 7 == 3 { f32::NAN } else { (i % 11) as f32 * 0.7 }).collect();
-        let mut want = Vec::new();
-        t.logits(&rows, 2, &mut want).map_err(candle_core::Error::msg)?;
-        let x = Tensor::from_slice(&rows, (20, 2), &Device::Cpu)?;
-        assert_eq!(PackedTrees::new(&t).map_err(candle_core::Error::msg)?.logits_tensor(&x)?.to_vec1::<f32>()?, want);
-        for chunk in rows.chunks(6) {
-            let mut one = Vec::new();
-            t.logits(chunk, 2, &mut one).map_err(candle_core::Error::msg)?;
-            let at = (chunk.as_ptr() as usize - rows.as_ptr() as usize) / 8;
-            assert_eq!(one, want[at..at + one.len()]);
-        }
         Ok(())
     }
 }

@@ -88,22 +88,7 @@ pub fn flags_from_file(path: &Path, command: &str) -> Result<Vec<String>, UsageE
 
 /// Parses a duration like `250ms`, `10s`, `5m`, `2h`, `30d` into milliseconds.
 pub fn parse_duration_ms(field: &str, text: &str) -> Result<i64, UsageError> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => 0,
-    };
-    match number.parse::<i64>() {
-        Ok(n) if scale > 0 => {
-            n.checked_mul(scale).ok_or_else(|| UsageError(format!("{field}: duration `{text}` is too large")))
-        }
-        _ => Err(UsageError(format!("{field}: `{text}` is not a duration like 500ms, 10s, 5m, 2h or 30d"))),
-    }
+    operators::time::duration::parse_ms(text).map_err(|e| UsageError(format!("{field}: {e}")))
 }
 
 #[cfg(test)]

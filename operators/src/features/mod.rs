@@ -5,10 +5,12 @@
 //! H_W(e), event excluded) and the event itself into the 20 values, so the fast incremental
 //! path and the slow exact path of the window state cannot disagree on the formulas.
 //!
-//! Also owns `exact_sum` (the double-double window sums).
+//! Also owns `exact_sum` (the double-double window sums) and `spec` (the SPEC §2b feature
+//! specification: entities and their aggregates).
 //! May use: `time`.
 
 pub mod exact_sum;
+pub mod spec;
 
 use crate::features::exact_sum::{population_std, DoubleDouble};
 use crate::time::rfc3339::HOUR_MS;

@@ -88,6 +88,9 @@ pub struct InputArgs {
     /// evaluation see the windows the job will compute).
     #[arg(long)]
     pub lateness: Option<String>,
+    /// Feature specification (TOML, SPEC §2b): windows over entities besides the user.
+    #[arg(long)]
+    pub features: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -1,4 +1,4 @@
-//! The training/backfill view: source → window state, collected in input order. `vigil
+//! The training/backfill view: source → window state → entity windows, collected in input order. `vigil
 //! features` writes it as CSV and `vigil train` fits the model on it, so both see exactly
 //! the features `vigil run` computes.
 
@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use operators::batch::{Origin, ScoredBatch};
 use operators::event::parse::EventParser;
+use operators::features::spec::FeatureSpec;
 use operators::source::block::SourceConfig;
+use operators::state::entity_window::{EntityConfig, EntityWindowsExt};
 use operators::state::user::StateRules;
 use operators::state::window::{WindowConfig, WindowStateExt};
 use timely::dataflow::channels::pact::Pipeline;
@@ -33,16 +35,19 @@ impl ExtractedFeatures {
     }
 }
 
-/// Runs source → window state over `input` on `workers` threads and gathers the result;
-/// `processed` counts the input records done so far (scored events and dead letters), for
-/// progress reporting.
+/// Runs source → window state (→ entity windows of `spec`) over `input` on `workers` threads
+/// and gathers the result; `processed` counts the input records done so far (scored events
+/// and dead letters), for progress reporting. The parser must keep what `spec` reads
+/// ([`ExtraFeatures::with_spec`](operators::event::fields::ExtraFeatures::with_spec)).
 pub fn extract(
     input: JobInput,
     parser: EventParser,
+    spec: &FeatureSpec,
     rules: StateRules,
     workers: usize,
     processed: Arc<AtomicU64>,
 ) -> Result<ExtractedFeatures, String> {
+    let entities = EntityConfig::new(spec, parser.extras());
     let collected: Arc<Mutex<Vec<ScoredBatch>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&collected);
     let tuning = Tuning::default();
@@ -59,7 +64,13 @@ pub fn extract(
             start_block: 0,
         };
         let parser = parser.clone();
-        let window = WindowConfig { rules, extra_count: parser.extras().len(), ..WindowConfig::default() };
+        let window = WindowConfig {
+            rules,
+            extra_count: parser.extras().len(),
+            attr_count: parser.extras().attributes().len(),
+            ..WindowConfig::default()
+        };
+        let entities = entities.clone();
         let sink = Arc::clone(&sink);
         let processed = Arc::clone(&processed);
         worker.dataflow::<u64, _, _>(|scope| {
@@ -67,6 +78,7 @@ pub fn extract(
                 .source(scope, parser, source_cfg)?
                 .stream
                 .window_state(window)
+                .entity_windows(entities)
                 .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
                     Pipeline,
                     "Collect",

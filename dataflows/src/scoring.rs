@@ -176,6 +176,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
         let mut window = WindowConfig {
             rules: job.rules,
             extra_count: layout.extras().len(),
+            attr_count: layout.extras().attributes().len(),
             report: Some(Arc::clone(&worker_state)),
             metrics: telemetry.metrics.clone(),
             checkpoints: None,

@@ -129,6 +129,8 @@ pub struct EventBatch {
     pub events: Vec<ParsedEvent>,
     /// Extra features, `extra_count` per event, in event order.
     pub extras: Vec<f64>,
+    /// Attribute hashes (0 = absent), one per kept attribute per event, in event order.
+    pub attrs: Vec<u64>,
     pub dead: Vec<DeadLetter>,
     /// A checkpoint barrier riding with the epoch (batches carrying one have no events).
     pub marker: Option<Marker>,
@@ -203,6 +205,11 @@ pub struct ScoredBatch {
     pub windows: Vec<WindowFeatures>,
     /// Extra features, `extra_count` per row.
     pub extras: Vec<f64>,
+    /// Attribute hashes, `attr_count` per row (see [`EventBatch::attrs`]).
+    pub attrs: Vec<u64>,
+    /// Entity features of the feature specification (SPEC §2b), `entity_width` per row, in
+    /// its column order (NaN = missing); empty with the default specification.
+    pub entities: Vec<f64>,
     pub dead: Vec<DeadLetter>,
     /// Row-major model inputs, one row per event (filled by enrich).
     pub inputs: Vec<f32>,

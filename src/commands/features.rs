@@ -1,5 +1,5 @@
-//! `vigil features`: the SPEC §2 features of every scored event of a file, as CSV in input
-//! order — the backfill/training view of exactly what `run` computes.
+//! `vigil features`: the SPEC §2 features (and those of a `--features` specification, SPEC
+//! §2b) of every scored event of a file, as CSV in input order — the backfill/training view of exactly what `run` computes.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use dataflows::feature_extraction::{extract, ExtractedFeatures};
 use dataflows::input::JobInput;
 use operators::event::fields::ExtraFeatures;
 use operators::event::parse::EventParser;
-use operators::features::WINDOW_FEATURE_NAMES;
+use operators::features::spec::FeatureSpec;
 
 use crate::cli::{FeaturesArgs, InputArgs};
 use crate::commands::run::state_rules;
@@ -35,26 +35,36 @@ pub fn extract_with_progress(
 ) -> anyhow::Result<ExtractedFeatures> {
     let rules = state_rules(data.lateness.as_deref())?;
     let workers = worker_count(data.workers)?;
-    let parser = EventParser::new(extras).with_timestamp_unit(timestamp_unit(data.timestamp_unit.as_deref())?);
+    let spec = feature_spec(data.features.as_deref())?;
+    let parser =
+        EventParser::new(extras.with_spec(&spec)).with_timestamp_unit(timestamp_unit(data.timestamp_unit.as_deref())?);
     let processed = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&processed);
     let watcher =
         progress::watch(Progress::new("extracting features", None, true), move || counter.load(Ordering::Relaxed));
-    let extracted = extract(input, parser, rules, workers, processed);
+    let extracted = extract(input, parser, &spec, rules, workers, processed);
     watcher.finish();
     extracted.map_err(anyhow::Error::msg)
+}
+
+/// Reads `--features` (the default specification, SPEC §2 alone, without it).
+pub fn feature_spec(path: Option<&std::path::Path>) -> anyhow::Result<FeatureSpec> {
+    let Some(path) = path else { return Ok(FeatureSpec::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("--features {}: {e}", path.display())))?;
+    FeatureSpec::parse(&text).map_err(|e| UsageError(format!("--features {}: {e}", path.display())).into())
 }
 
 /// Writes the CSV.
 pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let out_path = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
+    let spec = feature_spec(args.data.features.as_deref())?;
     let extracted = extract_with_progress(input, ExtraFeatures::default(), &args.data)?;
     let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);
     line.extend_from_slice(b"eventId");
-    for name in WINDOW_FEATURE_NAMES {
+    for name in spec.feature_names() {
         line.push(b',');
         line.extend_from_slice(name.as_bytes());
     }
@@ -63,7 +73,8 @@ pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
     let mut ryu = ryu::Buffer::new();
     for (batch, r) in extracted.rows() {
         write_csv_field(&mut line, batch.rows[r].event_id.str(&batch.text));
-        for value in batch.windows[r] {
+        let width = batch.entities.len() / batch.rows.len().max(1);
+        for &value in batch.windows[r].iter().chain(&batch.entities[r * width..(r + 1) * width]) {
             line.push(b',');
             if value.is_finite() {
                 line.extend_from_slice(ryu.format_finite(value).as_bytes());

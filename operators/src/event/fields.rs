@@ -8,18 +8,49 @@ use std::fmt;
 use serde::de::{Deserializer, Visitor};
 use serde::{de, Deserialize};
 
+use crate::event::hashing::{attribute_hash, number_attribute_hash};
+use crate::features::spec::FeatureSpec;
 use crate::features::OWN_FEATURE_NAMES;
 
-/// Which extra numeric `features` keys to keep (the model's extra inputs), in order.
+/// Which `features` keys to keep besides the own ones: extra numbers (the model's extra inputs,
+/// the inputs entity windows aggregate), and attributes (SPEC §1: entity keys and the values
+/// of `distinct`/`new`, kept as hashes of their text), each in order.
 #[derive(Clone, Debug, Default)]
 pub struct ExtraFeatures {
     names: Vec<String>,
+    attributes: Vec<String>,
 }
 
 impl ExtraFeatures {
     /// Keeps the given extra feature names, in this order.
     pub fn new(names: Vec<String>) -> Self {
-        ExtraFeatures { names }
+        ExtraFeatures { names, attributes: Vec::new() }
+    }
+
+    /// The same, also keeping these attributes (`userId` is the event's user id).
+    pub fn with_attributes(self, attributes: Vec<String>) -> Self {
+        ExtraFeatures { attributes, ..self }
+    }
+
+    /// The same, also keeping what the entity windows of `spec` read: their key fields and
+    /// attributes, and the numeric inputs they aggregate.
+    pub fn with_spec(mut self, spec: &FeatureSpec) -> Self {
+        for input in spec.window_inputs() {
+            if !OWN_FEATURE_NAMES.contains(&input.as_str()) && !self.names.contains(&input) {
+                self.names.push(input);
+            }
+        }
+        for field in spec.attribute_fields() {
+            if !self.attributes.contains(&field) {
+                self.attributes.push(field);
+            }
+        }
+        self
+    }
+
+    /// The kept attributes.
+    pub fn attributes(&self) -> &[String] {
+        &self.attributes
     }
 
     /// Number of extra values stored per event.
@@ -35,6 +66,27 @@ impl ExtraFeatures {
     /// The kept names.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+}
+
+/// What one record leaves in the kept slots: extra numbers (NaN = absent) and attribute
+/// hashes (0 = absent), reused from record to record.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Kept {
+    pub(crate) extras: Vec<f64>,
+    pub(crate) attrs: Vec<u64>,
+}
+
+impl Kept {
+    /// Empty slots for what `kept` names.
+    pub(crate) fn new(kept: &ExtraFeatures) -> Self {
+        Kept { extras: vec![f64::NAN; kept.len()], attrs: vec![0; kept.attributes.len()] }
+    }
+
+    /// Every slot absent again.
+    pub(crate) fn clear(&mut self) {
+        self.extras.fill(f64::NAN);
+        self.attrs.fill(0);
     }
 }
 
@@ -98,11 +150,22 @@ pub(crate) fn label_of(value: Option<f64>) -> Result<i8, &'static str> {
     }
 }
 
-/// Stores one `features` entry: a named own feature, a kept extra, or nothing.
-pub(crate) fn store_feature(name: &str, value: f64, extras: &ExtraFeatures, extra_out: &mut [f64], own: &mut [f64; 4]) {
+/// Stores one numeric `features` entry: a named own feature, a kept extra, a kept attribute
+/// (by its shortest decimal text, SPEC §1), or nothing.
+pub(crate) fn store_feature(name: &str, value: f64, kept_names: &ExtraFeatures, kept: &mut Kept, own: &mut [f64; 4]) {
     if let Some(slot) = OWN_FEATURE_NAMES.iter().position(|n| *n == name) {
         own[slot] = value;
-    } else if let Some(slot) = extras.names.iter().position(|n| n == name) {
-        extra_out[slot] = value;
+    } else if let Some(slot) = kept_names.names.iter().position(|n| n == name) {
+        kept.extras[slot] = value;
+    }
+    if let Some(slot) = kept_names.attributes.iter().position(|n| n == name) {
+        kept.attrs[slot] = if value.is_nan() { 0 } else { number_attribute_hash(value) };
+    }
+}
+
+/// Stores one string `features` entry if it is a kept attribute.
+pub(crate) fn store_attribute(name: &str, text: &str, kept_names: &ExtraFeatures, kept: &mut Kept) {
+    if let Some(slot) = kept_names.attributes.iter().position(|n| n == name) {
+        kept.attrs[slot] = attribute_hash(text);
     }
 }

@@ -34,6 +34,34 @@ pub fn event_id_hash(event_id: &str) -> u64 {
     fnv1a(0x5bd1_e995, event_id.as_bytes())
 }
 
+/// Identity of an attribute value (SPEC §1), never 0 (which marks an absent value).
+pub fn attribute_hash(text: &str) -> u64 {
+    fnv1a(0x2545_f491, text.as_bytes()) | 1
+}
+
+/// [`attribute_hash`] of a number's shortest decimal text (`1234`, not `1234.0`), without
+/// building the text on the heap.
+pub fn number_attribute_hash(value: f64) -> u64 {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        attribute_hash(itoa::Buffer::new().format(value as i64))
+    } else {
+        attribute_hash(ryu::Buffer::new().format_finite(value))
+    }
+}
+
+/// The key of an entity whose key fields have these attribute hashes (0 if one is absent:
+/// the event has no key value, SPEC §2b).
+pub fn entity_key(hashes: impl IntoIterator<Item = u64>) -> u64 {
+    let mut key = 0x9e37_79b9_7f4a_7c15;
+    for hash in hashes {
+        if hash == 0 {
+            return 0;
+        }
+        key = mix64(key ^ hash);
+    }
+    key | 1
+}
+
 /// A `Hasher` for keys that already are well-mixed 64-bit hashes. It only rotates them: a
 /// worker's user keys share their low bits (key groups are dealt out by `key mod 256`), and hash
 /// tables index buckets by the low bits.

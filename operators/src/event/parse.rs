@@ -12,9 +12,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::batch::{DeadLetter, EventBatch, Origin, ParsedEvent, TextRef, TimestampSource};
-use crate::event::fields::{label_of, store_feature, ExtraFeatures, Fields, Text};
-use crate::event::hashing::{event_id_hash, owner_worker, user_key};
+use crate::event::fields::{label_of, store_attribute, store_feature, ExtraFeatures, Fields, Kept, Text};
+use crate::event::hashing::{attribute_hash, event_id_hash, owner_worker, user_key};
 use crate::event::scan;
+use crate::features::spec::USER_FIELD;
 use crate::features::OWN_FEATURE_NAMES;
 use crate::time::epoch::{epoch_ms_of_number, TimestampUnit};
 use crate::time::rfc3339::{parse_rfc3339_ms, utc_hour};
@@ -80,7 +81,7 @@ impl<'de> Deserialize<'de> for Number {
 struct RecordSeed<'a> {
     extras: &'a ExtraFeatures,
     unit: TimestampUnit,
-    extra_out: &'a mut [f64],
+    kept: &'a mut Kept,
 }
 
 fn field_error<E: de::Error>(field: &str, e: impl fmt::Display) -> E {
@@ -114,8 +115,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     fields.value = serde_json::from_str::<Number>(raw.get()).ok().and_then(|n| n.0).unwrap_or(f64::NAN);
                 }
                 "features" => {
-                    let seed =
-                        FeaturesSeed { extras: self.extras, extra_out: &mut *self.extra_out, own: &mut fields.own };
+                    let seed = FeaturesSeed { extras: self.extras, kept: &mut *self.kept, own: &mut fields.own };
                     map.next_value_seed(seed)?;
                     fields.has_features = true;
                 }
@@ -132,34 +132,37 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     }
 }
 
-/// A `features` value: a number (or null), or a string attribute (whose text is not kept).
-enum FeatureValue {
+/// A `features` value: a number (or null), or a string attribute.
+enum FeatureValue<'de> {
     Number(Number),
-    Attribute,
+    Attribute(Text<'de>),
 }
 
-impl<'de> Deserialize<'de> for FeatureValue {
+impl<'de> Deserialize<'de> for FeatureValue<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl Visitor<'_> for V {
-            type Value = FeatureValue;
+        impl<'de> Visitor<'de> for V {
+            type Value = FeatureValue<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a finite number, null or a string")
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FeatureValue, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FeatureValue<'de>, E> {
                 NumberVisitor.visit_f64(v).map(FeatureValue::Number)
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FeatureValue, E> {
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FeatureValue<'de>, E> {
                 NumberVisitor.visit_i64(v).map(FeatureValue::Number)
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FeatureValue, E> {
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FeatureValue<'de>, E> {
                 NumberVisitor.visit_u64(v).map(FeatureValue::Number)
             }
-            fn visit_unit<E: de::Error>(self) -> Result<FeatureValue, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<FeatureValue<'de>, E> {
                 NumberVisitor.visit_unit().map(FeatureValue::Number)
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<FeatureValue, E> {
-                Ok(FeatureValue::Attribute)
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<FeatureValue<'de>, E> {
+                Ok(FeatureValue::Attribute(Text(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FeatureValue<'de>, E> {
+                Ok(FeatureValue::Attribute(Text(Cow::Owned(v.to_owned()))))
             }
         }
         d.deserialize_any(V)
@@ -168,7 +171,7 @@ impl<'de> Deserialize<'de> for FeatureValue {
 
 struct FeaturesSeed<'a> {
     extras: &'a ExtraFeatures,
-    extra_out: &'a mut [f64],
+    kept: &'a mut Kept,
     own: &'a mut [f64; 4],
 }
 
@@ -190,13 +193,13 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_> {
             let value: FeatureValue = map.next_value().map_err(|e| field_error(&format!("features.{name}"), e))?;
             match value {
                 FeatureValue::Number(value) => {
-                    store_feature(name, value.0.unwrap_or(f64::NAN), self.extras, self.extra_out, self.own)
+                    store_feature(name, value.0.unwrap_or(f64::NAN), self.extras, self.kept, self.own)
                 }
                 // An attribute (SPEC §1): never a numeric input, so not one of the own features.
-                FeatureValue::Attribute if OWN_FEATURE_NAMES.contains(&name) => {
+                FeatureValue::Attribute(_) if OWN_FEATURE_NAMES.contains(&name) => {
                     return Err(field_error(&format!("features.{name}"), "expected a finite number or null"))
                 }
-                FeatureValue::Attribute => {}
+                FeatureValue::Attribute(text) => store_attribute(name, &text.0, self.extras, self.kept),
             }
         }
         Ok(())
@@ -209,7 +212,7 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_> {
 pub struct EventParser {
     extras: ExtraFeatures,
     timestamp_unit: TimestampUnit,
-    scratch: Vec<f64>,
+    kept: Kept,
 }
 
 /// What a source knows of a record besides its bytes, for the fields the record may lack.
@@ -225,8 +228,8 @@ pub struct Envelope<'a> {
 impl EventParser {
     /// A parser keeping the given extra features, reading numeric timestamps by magnitude.
     pub fn new(extras: ExtraFeatures) -> Self {
-        let scratch = vec![f64::NAN; extras.len()];
-        EventParser { extras, timestamp_unit: TimestampUnit::Auto, scratch }
+        let kept = Kept::new(&extras);
+        EventParser { extras, timestamp_unit: TimestampUnit::Auto, kept }
     }
 
     /// The same parser, reading numeric timestamps in `unit`.
@@ -285,15 +288,15 @@ impl EventParser {
             return Err("empty record".to_owned());
         }
         let text = std::str::from_utf8(raw).map_err(|e| format!("not valid UTF-8: {e}"))?;
-        self.scratch.fill(f64::NAN);
-        let fields = match scan::scan(text, &self.extras, self.timestamp_unit, &mut self.scratch) {
+        self.kept.clear();
+        let fields = match scan::scan(text, &self.extras, self.timestamp_unit, &mut self.kept) {
             Some(fields) => fields,
             None => {
-                self.scratch.fill(f64::NAN);
-                parse_fields_serde(text, &self.extras, self.timestamp_unit, &mut self.scratch)?
+                self.kept.clear();
+                parse_fields_serde(text, &self.extras, self.timestamp_unit, &mut self.kept)?
             }
         };
-        validate(fields, text, origin, envelope, &self.scratch, batches)
+        validate(fields, text, origin, envelope, (&self.extras, &mut self.kept), batches)
     }
 }
 
@@ -303,10 +306,10 @@ pub(crate) fn parse_fields_serde<'de>(
     raw: &'de str,
     extras: &ExtraFeatures,
     unit: TimestampUnit,
-    extra_out: &mut [f64],
+    kept: &mut Kept,
 ) -> Result<Fields<'de>, String> {
     let mut de = serde_json::Deserializer::from_str(raw);
-    let fields = RecordSeed { extras, unit, extra_out }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    let fields = RecordSeed { extras, unit, kept }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(fields)
 }
@@ -324,7 +327,7 @@ fn validate(
     raw: &str,
     origin: Origin,
     envelope: Envelope<'_>,
-    extras: &[f64],
+    (kept_names, kept): (&ExtraFeatures, &mut Kept),
     batches: &mut [EventBatch],
 ) -> Result<usize, String> {
     let event_id = non_empty("eventId", fields.event_id.or(envelope.event_id.map(|id| Text(Cow::Borrowed(id)))))?;
@@ -354,8 +357,12 @@ fn validate(
     };
     let key = user_key(&user_id);
     let dest = owner_worker(key, batches.len());
+    if let Some(slot) = kept_names.attributes().iter().position(|a| a == USER_FIELD) {
+        kept.attrs[slot] = attribute_hash(&user_id);
+    }
     let batch = &mut batches[dest];
-    batch.extras.extend_from_slice(extras);
+    batch.extras.extend_from_slice(&kept.extras);
+    batch.attrs.extend_from_slice(&kept.attrs);
     let text = &mut batch.text;
     let raw_ref = TextRef::push(text, raw);
     let mut field = |value: &str| raw_ref.within(raw, value).unwrap_or_else(|| TextRef::push(text, value));

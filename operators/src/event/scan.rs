@@ -12,7 +12,8 @@
 
 use std::borrow::Cow;
 
-use crate::event::fields::{label_of, store_feature, ExtraFeatures, Fields, Text};
+use crate::event::fields::{label_of, store_attribute, store_feature, ExtraFeatures, Fields, Kept, Text};
+use crate::features::OWN_FEATURE_NAMES;
 use crate::json_out::first_to_escape;
 use crate::time::epoch::{epoch_ms_of_number, TimestampUnit};
 use crate::time::rfc3339::parse_rfc3339_ms;
@@ -74,7 +75,7 @@ pub(crate) fn scan<'de>(
     text: &'de str,
     extras: &ExtraFeatures,
     unit: TimestampUnit,
-    extra_out: &mut [f64],
+    kept: &mut Kept,
 ) -> Option<Fields<'de>> {
     let mut s = Scanner { text, at: 0 };
     let mut fields = Fields::empty();
@@ -98,7 +99,7 @@ pub(crate) fn scan<'de>(
                 RecordKey::UserId => fields.user_id = Some(Text(Cow::Borrowed(s.string()?))),
                 RecordKey::Timestamp => fields.timestamp = Some(s.timestamp(unit)?),
                 RecordKey::Features => {
-                    s.features(extras, extra_out, &mut fields.own)?;
+                    s.features(extras, kept, &mut fields.own)?;
                     fields.has_features = true;
                 }
                 RecordKey::Label => fields.label = label_of(s.number_or_null()?).ok()?,
@@ -252,7 +253,7 @@ impl<'de> Scanner<'de> {
     }
 
     /// The `features` object: numbers or nulls only.
-    fn features(&mut self, extras: &ExtraFeatures, extra_out: &mut [f64], own: &mut [f64; 4]) -> Option<()> {
+    fn features(&mut self, extras: &ExtraFeatures, kept: &mut Kept, own: &mut [f64; 4]) -> Option<()> {
         self.eat(b'{')?;
         self.skip_ws();
         if self.eat(b'}').is_some() {
@@ -269,10 +270,15 @@ impl<'de> Scanner<'de> {
                 None => FeatureKey::Named(self.key()?),
             };
             self.skip_ws();
-            let value = self.number_or_null()?.unwrap_or(f64::NAN);
             match key {
-                FeatureKey::Own(column) => own[column] = value,
-                FeatureKey::Named(name) => store_feature(name, value, extras, extra_out, own),
+                // An attribute (SPEC §1); a string for an own feature is the serde walk's error.
+                FeatureKey::Named(name) if self.peek()? == b'"' && !OWN_FEATURE_NAMES.contains(&name) => {
+                    store_attribute(name, self.string()?, extras, kept)
+                }
+                FeatureKey::Own(column) => own[column] = self.number_or_null()?.unwrap_or(f64::NAN),
+                FeatureKey::Named(name) => {
+                    store_feature(name, self.number_or_null()?.unwrap_or(f64::NAN), extras, kept, own)
+                }
             }
             self.skip_ws();
             if self.eat(b'}').is_some() {
@@ -313,7 +319,7 @@ mod tests {
     }
 
     fn extras() -> ExtraFeatures {
-        ExtraFeatures::new(vec!["v1".into(), "v2".into()])
+        ExtraFeatures::new(vec!["v1".into(), "v2".into()]).with_attributes(vec!["card".into(), "v2".into()])
     }
 
     fn same_number(a: f64, b: f64) -> bool {
@@ -322,10 +328,10 @@ mod tests {
 
     /// Whatever the scan accepts, the serde walk accepts with the very same fields.
     fn check(line: &str) -> Result<bool, TestCaseError> {
-        let (mut fast_extras, mut slow_extras) = ([f64::NAN; 2], [f64::NAN; 2]);
+        let (mut fast_kept, mut slow_kept) = (Kept::new(&extras()), Kept::new(&extras()));
         let unit = TimestampUnit::Auto;
-        let Some(fast) = scan(line, &extras(), unit, &mut fast_extras) else { return Ok(false) };
-        let slow = parse_fields_serde(line, &extras(), unit, &mut slow_extras);
+        let Some(fast) = scan(line, &extras(), unit, &mut fast_kept) else { return Ok(false) };
+        let slow = parse_fields_serde(line, &extras(), unit, &mut slow_kept);
         let slow = slow.map_err(|e| TestCaseError::fail(format!("scan accepted what serde refuses ({e}): {line}")))?;
         let text = |t: &Option<Text>| t.as_ref().map(|t| t.0.to_string());
         prop_assert_eq!(text(&fast.event_id), text(&slow.event_id), "{}", line);
@@ -334,9 +340,10 @@ mod tests {
         prop_assert_eq!(fast.has_features, slow.has_features, "{}", line);
         prop_assert_eq!(fast.label, slow.label, "{}", line);
         prop_assert!(same_number(fast.value, slow.value), "value {} vs {}: {}", fast.value, slow.value, line);
-        for (a, b) in fast.own.iter().chain(&fast_extras).zip(slow.own.iter().chain(&slow_extras)) {
+        for (a, b) in fast.own.iter().chain(&fast_kept.extras).zip(slow.own.iter().chain(&slow_kept.extras)) {
             prop_assert!(same_number(*a, *b), "{a} vs {b}: {line}");
         }
+        prop_assert_eq!(&fast_kept.attrs, &slow_kept.attrs, "{}", line);
         Ok(true)
     }
 
@@ -399,12 +406,15 @@ mod tests {
             Just("v1".to_owned()),
             Just("v2".to_owned()),
             Just("v3".to_owned()),
+            Just("card".to_owned()),
             Just("am\\u006fount".to_owned()),
         ];
-        (prop::collection::vec((name, ws(), number()), 0..6), ws()).prop_map(|(entries, w)| {
-            let body: Vec<String> = entries.into_iter().map(|(k, w, v)| format!("\"{k}\"{w}:{w}{v}")).collect();
-            format!("{{{w}{}{w}}}", body.join(","))
-        })
+        (prop::collection::vec((name, ws(), prop_oneof![number(), number(), string()]), 0..6), ws()).prop_map(
+            |(entries, w)| {
+                let body: Vec<String> = entries.into_iter().map(|(k, w, v)| format!("\"{k}\"{w}:{w}{v}")).collect();
+                format!("{{{w}{}{w}}}", body.join(","))
+            },
+        )
     }
 
     fn field() -> impl Strategy<Value = String> {
@@ -482,8 +492,9 @@ mod tests {
     fn reads_the_common_shape_and_defers_the_rest() {
         let common = r#"{"eventId":"evt-0","timestamp":"2026-01-01T00:00:01.840Z","userId":"user_5736","value":32.83,"features":{"amount":32.83,"hour_of_day":16,"location_distance":10.74,"v2":-1e-3},"label":0}"#;
         assert!(check(common).expect("agrees"));
-        let (mut out, e) = ([f64::NAN; 2], extras());
-        let fields = scan(common, &e, TimestampUnit::Auto, &mut out).expect("the common shape is scanned");
+        let (e, mut kept) = (extras(), Kept::new(&extras()));
+        let fields = scan(common, &e, TimestampUnit::Auto, &mut kept).expect("the common shape is scanned");
+        let out = &kept.extras;
         assert_eq!(fields.timestamp, Some(1_767_225_601_840));
         assert_eq!(fields.own[..3], [32.83, 16.0, 10.74]);
         assert_eq!(fields.value, 32.83);
@@ -499,6 +510,7 @@ mod tests {
             r#"{"features":{"hour_of_day":0,"days_since_last_txn":1,"days_since_last_txn":2},"label":0,"label":1}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1735516800.25,"value":5000}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1.7355168e18,"features":{"amount":1}}"#,
+            r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1,"card":"c-1"}}"#,
         ] {
             assert!(check(scanned).expect("agrees"), "{scanned}");
         }
@@ -506,7 +518,6 @@ mod tests {
             r#"{"eventId":"e\"1","userId":"u","timestamp":1,"features":{"amount":1}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1},"tags":["a"]}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1e999}}"#,
-            r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1,"card":"c-1"}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":01}}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1},"label":2}"#,
             r#"{"eventId":"e","userId":"u","timestamp":1,"features":{"amount":1}} x"#,

@@ -48,6 +48,8 @@ pub struct WindowBlock {
     /// `amount` or another numeric input (own feature or extra key).
     pub of: String,
     pub spans: Vec<Span>,
+    /// Each span as the specification writes it (`24h`, `all`): names spell it so.
+    pub labels: Vec<String>,
     pub aggs: Vec<Agg>,
 }
 
@@ -270,7 +272,12 @@ impl FeatureSpec {
             if spans.is_empty() || aggs.is_empty() {
                 return Err(lines.error(raw_window.span(), "window", "needs at least one window and one aggregate"));
             }
-            blocks.push((entity, raw_window.span(), WindowBlock { of: window.of.get_ref().clone(), spans, aggs }));
+            let labels = window.windows.get_ref().clone();
+            blocks.push((
+                entity,
+                raw_window.span(),
+                WindowBlock { of: window.of.get_ref().clone(), spans, labels, aggs },
+            ));
         }
         let mut priors = Vec::new();
         for raw_prior in &raw.prior {
@@ -353,9 +360,9 @@ impl EntitySpec {
     pub fn feature_names(&self) -> Vec<String> {
         let mut names = Vec::new();
         for block in &self.windows {
-            for span in &block.spans {
+            for label in &block.labels {
                 for agg in &block.aggs {
-                    names.push(format!("{}.{}_{}", self.name, agg.label(), span_label(*span)));
+                    names.push(format!("{}.{}_{}", self.name, agg.label(), label));
                 }
             }
         }
@@ -391,25 +398,6 @@ impl Prior {
     }
 }
 
-/// A window's text as names spell it: the duration in its largest whole unit (`60m` is `1h`),
-/// or `all`.
-pub fn span_label(span: Span) -> String {
-    match span {
-        Span::All => "all".to_owned(),
-        Span::Trailing(ms) => duration_label(ms),
-    }
-}
-
-/// The shortest text of a duration in the largest unit that divides it (`3600000` → `1h`).
-fn duration_label(ms: i64) -> String {
-    for (unit, scale) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms % scale == 0 {
-            return format!("{}{unit}", ms / scale);
-        }
-    }
-    format!("{ms}ms")
-}
-
 fn parse_span(text: &str) -> Result<Span, String> {
     if text == "all" {
         return Ok(Span::All);
@@ -439,7 +427,7 @@ fn parse_prior(text: &str) -> Result<Prior, String> {
         Span::Trailing(ms) => ms,
         Span::All => return Err(format!("`{text}`: distinct and new need a window of at most 30d")),
     };
-    let (attr, label) = (attr.to_owned(), duration_label(span_ms));
+    let (attr, label) = (attr.to_owned(), window.to_owned());
     match kind {
         "distinct" => Ok(Prior::Distinct { attr, span_ms, label }),
         "new" => Ok(Prior::New { attr, span_ms, label }),
@@ -519,20 +507,11 @@ aggs = ["secs_since_prev", "amount_ratio", "distinct:userId:1h", "new:device:30d
         let e = error_of("[[entity]]\nname = \"card\"\nkey = [\"card\"]\n[[entity]]\nname = \"card\"\nkey = [\"c\"]\n");
         assert_eq!((e.line, e.field.as_str()), (5, "entity.name"), "{e}");
         let twice = "[[entity]]\nname = \"c\"\nkey = [\"c\"]\n[[window]]\nentity = \"c\"\nwindows = [\"1h\"]\naggs = [\"cnt\"]\n\
-                     [[window]]\nentity = \"c\"\nof = \"v1\"\nwindows = [\"60m\"]\naggs = [\"cnt\"]\n";
+                     [[window]]\nentity = \"c\"\nof = \"v1\"\nwindows = [\"1h\"]\naggs = [\"cnt\"]\n";
         let e = error_of(twice);
         assert!(e.message.contains("c.cnt_1h"), "{e}");
         assert_eq!(e.line, 8, "{e}");
         let e = error_of("[[input]]\nattr = \"card\"\n");
         assert_eq!((e.line, e.field.as_str()), (1, "input"), "{e}");
-    }
-
-    #[test]
-    fn durations_are_named_in_their_largest_unit() {
-        assert_eq!(span_label(Span::Trailing(3_600_000)), "1h");
-        assert_eq!(span_label(Span::Trailing(90 * 60_000)), "90m");
-        assert_eq!(span_label(Span::Trailing(7 * 86_400_000)), "7d");
-        assert_eq!(span_label(Span::Trailing(1500)), "1500ms");
-        assert_eq!(span_label(Span::All), "all");
     }
 }

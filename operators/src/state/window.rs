@@ -40,6 +40,8 @@ pub struct WindowConfig {
     pub rules: StateRules,
     /// Extra features carried per event (see `event::ExtraFeatures`).
     pub extra_count: usize,
+    /// Attribute hashes carried per event (see `event::ExtraFeatures::attributes`).
+    pub attr_count: usize,
     /// Where the operator reports its memory use at the end of the input.
     pub report: Option<Arc<Mutex<StateReport>>>,
     /// Where the operator reports its user count and evictions after every epoch.
@@ -100,6 +102,7 @@ impl KeyedState {
         }
         out.text.reserve(text_len);
         out.extras.reserve(order.len() * self.cfg.extra_count);
+        out.attrs.reserve(order.len() * self.cfg.attr_count);
         if !order.is_sorted_by_key(|&(origin, _, _)| origin) {
             order.sort_unstable_by_key(|&(origin, _, _)| origin);
         }
@@ -173,6 +176,8 @@ impl KeyedState {
         out.windows.push(features);
         let n = self.cfg.extra_count;
         out.extras.extend_from_slice(&batch.extras[index * n..(index + 1) * n]);
+        let n = self.cfg.attr_count;
+        out.attrs.extend_from_slice(&batch.attrs[index * n..(index + 1) * n]);
     }
 
     /// The event-time watermark: the oldest of the partitions' newest timestamps.

@@ -53,6 +53,10 @@ pub struct GeneratorArgs {
     /// Event-time span the events cover, e.g. 30d.
     #[arg(long)]
     pub span: Option<String>,
+    /// Add card, device and ip attributes with cross-entity fraud (card testing, takeover
+    /// rings' shared devices and IPs).
+    #[arg(long)]
+    pub entities: bool,
 }
 
 /// Timely cluster settings.
@@ -109,6 +113,10 @@ pub struct RunArgs {
     /// Model weights (.safetensors, metadata .json beside it).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Feature specification (SPEC §2b); the model's own is used, and a different one is an
+    /// error.
+    #[arg(long)]
+    pub features: Option<PathBuf>,
     /// Block when the anomaly score is above this (default: the model's threshold).
     #[arg(long)]
     pub threshold: Option<f64>,

@@ -366,3 +366,79 @@ fn a_bad_specification_names_its_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 8") && stderr.contains("window.aggs") && stderr.contains("median"), "{stderr}");
 }
+
+/// Training stores the specification in the model; `run` with that model computes the same
+/// entity features as `vigil features` (on 2 workers), and a different `--features` is refused.
+#[test]
+fn a_model_trained_with_a_specification_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = root.join("features/cards-devices-ips.toml");
+    let events = dir.path().join("events.jsonl");
+    let gen = support::vigil()
+        .args(["gen", "--entities", "--events", "20000", "--users", "300", "--fraud-rate", "0.03", "--out"])
+        .arg(&events)
+        .status()
+        .unwrap();
+    assert!(gen.success());
+    let model = dir.path().join("m.safetensors");
+    let train = support::vigil()
+        .args(["train", "--kind", "gbdt", "--max-trees", "20", "--input"])
+        .arg(&events)
+        .arg("--out")
+        .arg(&model)
+        .arg("--features")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap();
+    assert!(meta["features"].as_str().unwrap().contains("distinct:userId:24h"));
+    assert!(meta["inputs"].as_array().unwrap().iter().any(|i| i["name"] == "device.distinct_userId_7d"));
+
+    let out = dir.path().join("out");
+    let run = support::vigil()
+        .args(["run", "--workers", "2", "--emit-features", "--source"])
+        .arg(format!("file:{}", events.display()))
+        .arg("--model")
+        .arg(&model)
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (header, rows) = features(dir.path(), &events, Some(&spec), 1);
+    let decisions: HashMap<String, serde_json::Value> = support::read_jsonl(&out.join("decisions.jsonl"))
+        .into_iter()
+        .map(|d| (d["eventId"].as_str().unwrap().to_owned(), d))
+        .collect();
+    assert_eq!(decisions.len(), rows.len());
+    let mut compared = 0;
+    for (id, values) in &rows {
+        let emitted = &decisions[id]["features"];
+        for (name, value) in header[1..].iter().zip(values).filter(|(n, _)| n.contains('.')) {
+            match emitted[name].as_f64() {
+                // The model reads f32 inputs; the CSV is f64.
+                Some(e) => assert!((e - value).abs() <= 1e-6 * value.abs().max(1.0), "{id} {name}: {e} vs {value}"),
+                None => assert!(value.is_nan(), "{id} {name}: missing in the decision, {value} in the CSV"),
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, rows.len() * 25);
+
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[[entity]]\nname = \"card\"\nkey = [\"card\"]\n").unwrap();
+    let refused = support::vigil()
+        .args(["run", "--events", "10", "--model"])
+        .arg(&model)
+        .arg("--features")
+        .arg(&other)
+        .arg("--out-dir")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("differs from the specification"));
+}

@@ -1,5 +1,5 @@
-//! The anomaly-scoring job: source (+ HTTP detect requests) → window state → enrich → infer →
-//! decide → observe (metrics) → reply (HTTP answers) → sink.
+//! The anomaly-scoring job: source (+ HTTP detect requests) → window state → entity windows →
+//! enrich → infer → decide → observe (metrics) → reply (HTTP answers) → sink.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use operators::decide::decision::{DecideExt, DecisionPolicy};
 use operators::event::parse::EventParser;
+use operators::features::spec::{FeatureSpec, SpecError};
 use operators::model::enrich::{EnrichExt, InputLayout};
 use operators::model::file::{Model, ModelError};
 use operators::model::infer::InferExt;
@@ -23,6 +24,7 @@ use operators::source::http::{http_source, DetectChannel, HttpSourceConfig};
 use operators::source::kafka::{ConsumerGroupMetadata, OffsetCommitter};
 use operators::state::checkpoint::protocol::{worker_checkpoints, CheckpointConfig, SourceBarriers, TransactionGate};
 use operators::state::checkpoint::store::CheckpointStore;
+use operators::state::entity_window::{EntityConfig, EntityWindowsExt};
 use operators::state::user::StateRules;
 use operators::state::window::{StateReport, WindowConfig, WindowStateExt};
 use operators::time::epoch::TimestampUnit;
@@ -97,6 +99,8 @@ pub enum JobError {
     Model(#[from] ModelError),
     #[error("model {path} needs inputs vigil cannot compute: {names}")]
     UnknownInputs { path: String, names: String },
+    #[error("model {path}: its feature specification is invalid: {error}")]
+    Features { path: String, error: SpecError },
     #[error("the timely runtime failed: {0}")]
     Runtime(String),
 }
@@ -137,7 +141,9 @@ impl TransactionCommitter {
 pub fn load_model(path: &std::path::Path) -> Result<(Model, InputLayout), JobError> {
     let model = Model::load(path)?;
     let names: Vec<String> = model.metadata().inputs.iter().map(|i| i.name.clone()).collect();
-    let layout = InputLayout::resolve(&names)
+    let spec = FeatureSpec::parse(&model.metadata().features)
+        .map_err(|error| JobError::Features { path: path.display().to_string(), error })?;
+    let layout = InputLayout::resolve(&names, &spec)
         .map_err(|unknown| JobError::UnknownInputs { path: path.display().to_string(), names: unknown.join(", ") })?;
     Ok((model, layout))
 }
@@ -181,6 +187,7 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
             metrics: telemetry.metrics.clone(),
             checkpoints: None,
         };
+        let entities = EntityConfig::new(layout.spec(), layout.extras());
         let probe = ProbeHandle::new();
         let barriers = SourceBarriers::new(job.checkpoints.as_ref().map(|c| c.interval), worker.index());
         let source_cfg = SourceConfig {
@@ -212,7 +219,12 @@ pub fn run(job: ScoringJob, timely_config: timely::Config) -> Result<ScoringRepo
                 None => None,
             };
             let events = source.stream.probe_with(&http_cfg.main).concat(http_source(scope, parser, http_cfg));
-            let mut decided = events.window_state(window).enrich(layout).infer(model, threshold).decide(policy);
+            let mut decided = events
+                .window_state(window)
+                .entity_windows(entities)
+                .enrich(layout)
+                .infer(model, threshold)
+                .decide(policy);
             if let Some(metrics) = &telemetry.metrics {
                 decided = decided.observe(ChunkRecorder::new(Arc::clone(metrics), job.input.kind()));
             }

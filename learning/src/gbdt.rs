@@ -198,6 +198,7 @@ pub fn train_gbdt_keeping_boosters(
     );
     let meta = ModelMetadata {
         version: String::new(),
+        features: String::new(),
         kind: KIND_GBDT.to_string(),
         layers: Vec::new(),
         trees: None,

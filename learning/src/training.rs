@@ -96,6 +96,7 @@ pub fn train_reporting(data: &TrainingData, cfg: &TrainConfig, on_epoch: &dyn Fn
     calibrate_output(&mut dense, calibrated.a, calibrated.b);
     let meta = ModelMetadata {
         version: String::new(),
+        features: String::new(),
         kind: KIND_MLP.to_string(),
         layers: std::iter::once(split.width).chain(dense.iter().map(|l| l.out_dim)).collect(),
         trees: None,

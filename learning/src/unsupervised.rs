@@ -103,6 +103,7 @@ pub fn train_unsupervised(data: &TrainingData, cfg: &UnsupervisedConfig) -> Resu
     }
     let meta = ModelMetadata {
         version: String::new(),
+        features: String::new(),
         kind: format!("{KIND_UNSUPERVISED}{}", cfg.method.name()),
         layers: Vec::new(),
         trees: None,

@@ -12,7 +12,7 @@ use operators::model::infer::score;
 
 use crate::cli::EvalArgs;
 use crate::commands::default_model_path;
-use crate::commands::features::{extract_with_progress, input_file};
+use crate::commands::features::{extract_with_progress, input_file, model_spec};
 use crate::error::UsageError;
 use crate::progress::Progress;
 use crate::report::importance::{permutation_importance, Table};
@@ -79,7 +79,8 @@ fn score_file(path: &Path, args: &EvalArgs) -> anyhow::Result<Scored> {
     let input = input_file(&args.data.input)?;
     let (model, layout) = load_model(path).map_err(|e| UsageError(e.to_string()))?;
     let threshold = args.threshold.unwrap_or(model.metadata().threshold);
-    let mut extracted = extract_with_progress(input, layout.extras().clone(), &args.data)?;
+    model_spec(layout.spec(), args.data.features.as_deref())?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), layout.spec(), &args.data)?;
     let mut labelled = Labelled { rows: Vec::new(), scores: Vec::new(), labels: Vec::new() };
     let d = model.width();
     for batch in &mut extracted.batches {

@@ -31,18 +31,18 @@ pub fn input_file(input: &Option<PathBuf>) -> anyhow::Result<JobInput> {
 pub fn extract_with_progress(
     input: JobInput,
     extras: ExtraFeatures,
+    spec: &FeatureSpec,
     data: &InputArgs,
 ) -> anyhow::Result<ExtractedFeatures> {
     let rules = state_rules(data.lateness.as_deref())?;
     let workers = worker_count(data.workers)?;
-    let spec = feature_spec(data.features.as_deref())?;
     let parser =
-        EventParser::new(extras.with_spec(&spec)).with_timestamp_unit(timestamp_unit(data.timestamp_unit.as_deref())?);
+        EventParser::new(extras.with_spec(spec)).with_timestamp_unit(timestamp_unit(data.timestamp_unit.as_deref())?);
     let processed = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&processed);
     let watcher =
         progress::watch(Progress::new("extracting features", None, true), move || counter.load(Ordering::Relaxed));
-    let extracted = extract(input, parser, &spec, rules, workers, processed);
+    let extracted = extract(input, parser, spec, rules, workers, processed);
     watcher.finish();
     extracted.map_err(anyhow::Error::msg)
 }
@@ -54,12 +54,28 @@ pub fn feature_spec(path: Option<&std::path::Path>) -> anyhow::Result<FeatureSpe
     FeatureSpec::parse(&text).map_err(|e| UsageError(format!("--features {}: {e}", path.display())).into())
 }
 
+/// The model's specification, checked against `--features` when that is given too (SPEC §5:
+/// a different one is an error, never a silent skew between training and serving).
+pub fn model_spec(model_spec: &FeatureSpec, flag: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(path) = flag else { return Ok(()) };
+    let given = feature_spec(Some(path))?;
+    if given.entities != model_spec.entities || given.entity_ttl_ms != model_spec.entity_ttl_ms {
+        return Err(UsageError(format!(
+            "--features {}: differs from the specification the model was trained with (its features: {})",
+            path.display(),
+            model_spec.feature_names()[20..].join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Writes the CSV.
 pub fn execute(args: FeaturesArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let out_path = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
     let spec = feature_spec(args.data.features.as_deref())?;
-    let extracted = extract_with_progress(input, ExtraFeatures::default(), &args.data)?;
+    let extracted = extract_with_progress(input, ExtraFeatures::default(), &spec, &args.data)?;
     let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);

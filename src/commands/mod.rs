@@ -87,6 +87,7 @@ pub fn generator_config(args: &GeneratorArgs) -> Result<GeneratorConfig, UsageEr
         fraud_rate,
         seed: args.seed.unwrap_or(defaults.seed),
         span_ms,
+        entities: args.entities,
         ..defaults
     })
 }

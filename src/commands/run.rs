@@ -300,6 +300,11 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
             return Err(UsageError(format!("--threshold: {t} is outside [0, 1]")).into());
         }
     }
+    if let Some(features) = args.features.as_deref() {
+        let model_path = args.model.clone().unwrap_or_else(default_model_path);
+        let (_, layout) = dataflows::scoring::load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
+        crate::commands::features::model_spec(layout.spec(), Some(features))?;
+    }
     let timely = timely_config(&args.cluster)?;
     let mut tuning = tuning(&args)?;
     let rules = state_rules(args.lateness.as_deref())?;

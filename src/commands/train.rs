@@ -11,14 +11,14 @@ use learning::outcome::TrainingData;
 use learning::select::{train_kind, Kind};
 use learning::training::TrainConfig;
 use learning::unsupervised::{train_unsupervised, Method, UnsupervisedConfig};
-use operators::features::{OWN_FEATURE_NAMES, WINDOW_FEATURE_NAMES};
+use operators::features::OWN_FEATURE_NAMES;
 use operators::model::enrich::InputLayout;
 use operators::model::file::Model;
 use operators::model::file::ThresholdPolicy;
 use operators::model::tree_walk::MAX_DEPTH;
 
 use crate::cli::TrainArgs;
-use crate::commands::features::{extract_with_progress, input_file};
+use crate::commands::features::{extract_with_progress, feature_spec, input_file};
 use crate::error::UsageError;
 use crate::progress::Progress;
 
@@ -87,13 +87,14 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let input = input_file(&args.data.input)?;
     let input_path = args.data.input.clone().unwrap_or_default();
     let out = args.out.clone().ok_or_else(|| UsageError("--out: required".into()))?;
-    let windows: &[&str] = if args.without_windows { &[] } else { &WINDOW_FEATURE_NAMES };
-    let mut names: Vec<String> = windows.iter().chain(&OWN_FEATURE_NAMES).map(|s| s.to_string()).collect();
+    let spec = feature_spec(args.data.features.as_deref())?;
+    let windows: Vec<String> = if args.without_windows { Vec::new() } else { spec.feature_names() };
+    let mut names: Vec<String> = windows.into_iter().chain(OWN_FEATURE_NAMES.map(String::from)).collect();
     names.extend(extra_feature_names(&input_path)?);
-    let layout = InputLayout::resolve(&names)
+    let layout = InputLayout::resolve(&names, &spec)
         .map_err(|bad| UsageError(format!("--input: feature names vigil cannot use: {}", bad.join(", "))))?;
     let started = std::time::Instant::now();
-    let mut extracted = extract_with_progress(input, layout.extras().clone(), &args.data)?;
+    let mut extracted = extract_with_progress(input, layout.extras().clone(), &spec, &args.data)?;
     for batch in &mut extracted.batches {
         layout.fill(batch);
     }
@@ -123,6 +124,8 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     } else {
         train_with_labels(&args, &data, input_name)?
     };
+    let mut model = model;
+    model.set_features(&spec.text);
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -69,6 +69,10 @@ pub struct GeneratorConfig {
     pub span_ms: i64,
     /// How `timestamp` is written.
     pub timestamp_form: TimestampForm,
+    /// Adds string attributes (`card`, `device`, `ip`) with cross-entity fraud: card testing
+    /// (one card used by many accounts), takeovers from a ring's shared devices and IPs. The
+    /// attributes are drawn after every other value, so the events are otherwise the same.
+    pub entities: bool,
 }
 
 /// How the generator writes an event's `timestamp` (SPEC §1 accepts each).
@@ -106,6 +110,7 @@ impl Default for GeneratorConfig {
             start_ms: days_from_civil(2026, 1, 1) * DAY_MS,
             span_ms: 30 * DAY_MS,
             timestamp_form: TimestampForm::Mixed,
+            entities: false,
         }
     }
 }
@@ -135,6 +140,7 @@ pub struct Generator {
     next_main_ms: Option<i64>,
     start_ms: i64,
     timestamp_form: TimestampForm,
+    entities: bool,
     /// Width of one main-stream arrival slot, ms.
     main_gap_ms: f64,
     /// Probability that a main arrival also starts a fraud incident.
@@ -208,6 +214,7 @@ impl Generator {
             next_main_ms: None,
             start_ms: cfg.start_ms,
             timestamp_form: cfg.timestamp_form,
+            entities: cfg.entities,
             main_gap_ms,
             incident_p,
             kind_cdf,
@@ -431,7 +438,44 @@ impl Generator {
             out.extend_from_slice(b",\"days_since_last_txn\":");
             write_fixed(out, days, 4);
         }
+        if self.entities {
+            write_attributes(out, p, &mut r);
+        }
         out.extend_from_slice(if p.kind == Kind::Normal { b"},\"label\":0}\n" } else { b"},\"label\":1}\n" });
+    }
+}
+
+/// Cards tested by fraudsters, devices and IPs of takeover rings: small pools, so one of them
+/// shows up on many accounts.
+const TESTED_CARDS: u64 = 40;
+const RING_DEVICES: u64 = 15;
+const RING_IPS: u64 = 8;
+
+/// Appends `card`, `device` and `ip` (SPEC §1 attributes). Normal events use the user's own
+/// card, the household's device (two users) and the neighbourhood's IP (eight users, a NAT).
+/// A velocity burst is card testing: its events share one card from a small pool of stolen
+/// cards, used across the bursts of many accounts. A takeover's probe and charges come from one
+/// of a ring's few devices and IPs; a far-location fraud from one of the ring's IPs.
+fn write_attributes(out: &mut Vec<u8>, p: &Planned, r: &mut SplitMix64) {
+    let user = u64::from(p.user);
+    let (own_card, household, neighbourhood) = (("c", user), ("d", user / 2), ("ip", user / 8));
+    let [card, device, ip] = match p.kind {
+        Kind::Burst { centre_km } => [("tc", (centre_km * 1e3) as u64 % TESTED_CARDS), household, neighbourhood],
+        Kind::AtoProbe { far_km } | Kind::AtoCharge { far_km } => {
+            let ring = (far_km * 1e3) as u64;
+            [own_card, ("rd", ring % RING_DEVICES), ("rip", ring % RING_IPS)]
+        }
+        Kind::FarLocation => [own_card, household, ("rip", (r.f64() * RING_IPS as f64) as u64)],
+        Kind::Normal | Kind::Spike | Kind::OddHour => [own_card, household, neighbourhood],
+    };
+    let mut num = itoa::Buffer::new();
+    for (name, (prefix, id)) in [("card", card), ("device", device), ("ip", ip)] {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(num.format(id).as_bytes());
+        out.push(b'"');
     }
 }
 

@@ -63,6 +63,10 @@ pub struct ModelMetadata {
     #[serde(default = "default_threshold")]
     pub threshold: f64,
     pub training: TrainingInfo,
+    /// The feature specification the inputs were computed with (SPEC §2b TOML; empty: the
+    /// default, SPEC §2 alone). Serving computes exactly this.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub features: String,
 }
 
 /// The shape of a tree ensemble (SPEC §7: trees and depth).
@@ -305,6 +309,12 @@ impl Model {
     /// the version hashes only the tensors, so it stays valid.
     pub fn training_mut(&mut self) -> &mut TrainingInfo {
         &mut self.meta.training
+    }
+
+    /// Records the feature specification the model was trained with (not part of the
+    /// version, which hashes the tensors: other inputs give other tensors).
+    pub fn set_features(&mut self, spec_text: &str) {
+        self.meta.features = spec_text.to_owned();
     }
 
     /// The MLP's layers, if this is an MLP (for training code that extends a network).
@@ -587,6 +597,7 @@ pub(crate) mod tests {
             inputs,
             trees: None,
             threshold: 0.8,
+            features: String::new(),
             training: TrainingInfo {
                 input: "test.jsonl".into(),
                 events: 0,

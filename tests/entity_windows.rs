@@ -441,4 +441,15 @@ fn a_model_trained_with_a_specification_serves_it() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("differs from the specification"));
+    let no_checkpoints = support::vigil()
+        .args(["run", "--events", "10", "--model"])
+        .arg(&model)
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("ck"))
+        .arg("--out-dir")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    assert_eq!(no_checkpoints.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_checkpoints.stderr).contains("checkpoints do not hold"));
 }

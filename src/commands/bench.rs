@@ -23,6 +23,7 @@ use operators::model::file::Model;
 use operators::model::infer::score;
 use operators::sink::file::new_latency_histogram;
 use operators::source::file::SharedFile;
+use operators::state::entity_window::{EntityConfig, EntityStages};
 use operators::state::window::{KeyedState, StateReport, WindowConfig};
 use serde::Serialize;
 
@@ -82,7 +83,12 @@ const STAGES: [&str; 4] = ["parse", "window+enrich", "infer (model rows + forwar
 /// window state's final size.
 fn time_stages(data: &[u8], model: &Model, layout: &InputLayout) -> anyhow::Result<([(u64, f64); 4], StateReport)> {
     let mut parser = EventParser::new(layout.extras().clone());
-    let mut state = KeyedState::new(WindowConfig { extra_count: layout.extras().len(), ..WindowConfig::default() });
+    let mut state = KeyedState::new(WindowConfig {
+        extra_count: layout.extras().len(),
+        attr_count: layout.extras().attributes().len(),
+        ..WindowConfig::default()
+    });
+    let mut entities = EntityStages::new(EntityConfig::new(layout.spec(), layout.extras()));
     let policy = DecisionPolicy {
         threshold: model.metadata().threshold,
         model_version: model.metadata().version.clone(),
@@ -104,6 +110,7 @@ fn time_stages(data: &[u8], model: &Model, layout: &InputLayout) -> anyhow::Resu
         lap(0, batch[0].events.len(), started);
         let started = Instant::now();
         let mut scored = state.process_epoch(&mut batch);
+        entities.process(&mut scored);
         lap(1, batch[0].events.len(), started);
         let started = Instant::now();
         layout.fill(&mut scored);

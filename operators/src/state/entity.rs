@@ -530,25 +530,28 @@ impl KeyState {
 
     /// Recomputes the running windows from the retained events, as of `newest`.
     fn rebuild(&mut self, layout: &EntityLayout) {
-        let (timestamps, values, attrs) =
+        let (mut timestamps, mut values, mut attrs) =
             (std::mem::take(&mut self.timestamps), std::mem::take(&mut self.values), std::mem::take(&mut self.attrs));
-        let newest = self.newest;
-        let first = self.first;
-        let fresh = KeyState { first, totals: std::mem::take(&mut self.totals), ..KeyState::new(layout) };
-        *self = fresh;
+        let (newest, first) = (self.newest, self.first);
+        let totals = std::mem::take(&mut self.totals);
+        *self = KeyState { first, totals, ..KeyState::new(layout) };
         for window in &mut self.windows {
             window.start = first;
         }
         for running in &mut self.attr_windows {
             running.start = first;
         }
-        for (i, &timestamp_ms) in timestamps.iter().enumerate() {
+        self.timestamps.reserve(timestamps.len());
+        self.values.reserve(values.len());
+        self.attrs.reserve(attrs.len());
+        let (values, attrs) = (values.make_contiguous(), attrs.make_contiguous());
+        for (i, &timestamp_ms) in timestamps.make_contiguous().iter().enumerate() {
             let event = EntityEvent {
                 timestamp_ms,
-                values: &values.range(i * layout.values..(i + 1) * layout.values).copied().collect::<Vec<_>>(),
-                attrs: &attrs.range(i * layout.attrs..(i + 1) * layout.attrs).copied().collect::<Vec<_>>(),
+                values: &values[i * layout.values..(i + 1) * layout.values],
+                attrs: &attrs[i * layout.attrs..(i + 1) * layout.attrs],
             };
-            self.advance(layout, event.timestamp_ms);
+            self.advance(layout, timestamp_ms);
             self.push(layout, &event);
         }
         self.advance(layout, newest);

@@ -170,6 +170,10 @@ struct EntityStore {
 }
 
 impl EntityStore {
+    fn new() -> Self {
+        EntityStore { keys: KeyMap::default(), newest: i64::MIN, last_sweep: i64::MIN }
+    }
+
     /// Applies one epoch's requests in input order and returns the answers per home worker.
     fn process(
         &mut self,
@@ -233,6 +237,31 @@ impl EntityStore {
             bytes: (self.keys.values().map(KeyState::heap_bytes).sum::<usize>()
                 + self.keys.capacity() * (8 + std::mem::size_of::<KeyState>())) as u64,
         }
+    }
+}
+
+/// Every entity of a specification on one thread: the operators' work without the exchange
+/// (for timing the stage alone, as `vigil bench` does).
+pub struct EntityStages {
+    cfg: EntityConfig,
+    stores: Vec<EntityStore>,
+}
+
+impl EntityStages {
+    /// Empty state for every entity of `cfg`.
+    pub fn new(cfg: EntityConfig) -> Self {
+        let stores = cfg.plans.iter().map(|_| EntityStore::new()).collect();
+        EntityStages { cfg, stores }
+    }
+
+    /// Applies one epoch's scored events and fills their entity features.
+    pub fn process(&mut self, batch: &mut ScoredBatch) {
+        let mut answers = Vec::new();
+        for (e, (plan, store)) in self.cfg.plans.iter().zip(&mut self.stores).enumerate() {
+            let requests = requests_of(plan, &self.cfg, batch, 0, 1);
+            answers.extend(store.process(plan, e as u32, &requests, 1, self.cfg.entity_ttl_ms));
+        }
+        fill(&self.cfg, std::slice::from_mut(batch), &answers);
     }
 }
 
@@ -329,7 +358,7 @@ fn entity_state<'s>(
         pact,
         &format!("EntityState[{entity}]"),
         move |_, _| {
-            let mut store = EntityStore { keys: KeyMap::default(), newest: i64::MIN, last_sweep: i64::MIN };
+            let mut store = EntityStore::new();
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<EntityRequests>)> = BTreeMap::new();
             let mut reported = false;
             move |(input, frontier), output| {

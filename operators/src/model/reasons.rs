@@ -106,9 +106,43 @@ pub fn fact_of(index: usize, name: &str) -> Fact {
     }
 }
 
+/// Writes an entity feature's name (SPEC §2b, `card.cnt_1h`) in words ("transactions of this
+/// card in the last 1h"); false when `name` is not one vigil words.
+fn write_entity_label(o: &mut Vec<u8>, name: &str) -> bool {
+    let Some((entity, feature)) = name.split_once('.') else { return false };
+    let mut words = |text: &str| o.extend_from_slice(text.as_bytes());
+    if feature == "secs_since_prev" {
+        words(&format!("seconds since this {entity}'s previous transaction"));
+    } else if feature == "amount_ratio" {
+        words(&format!("amount relative to this {entity}'s 7d mean"));
+    } else if let Some((attr, window)) = feature.strip_prefix("distinct_").and_then(|f| f.rsplit_once('_')) {
+        let what = if attr == "userId" { "accounts".to_owned() } else { format!("distinct {attr} values") };
+        words(&format!("{what} of this {entity} in {window}"));
+    } else if let Some((attr, window)) = feature.strip_prefix("new_").and_then(|f| f.rsplit_once('_')) {
+        words(&format!("{attr} new to this {entity} in {window}"));
+    } else if let Some((stat, window)) = feature.rsplit_once('_') {
+        let Some(stat_words) = WINDOW_STATS
+            .iter()
+            .find(|(s, _)| *s == stat)
+            .map(|(_, w)| *w)
+            .or((stat == "min").then_some("smallest amount"))
+        else {
+            return false;
+        };
+        let span = if window == "all" { "ever".to_owned() } else { format!("in the last {window}") };
+        words(&format!("{stat_words} of this {entity} {span}"));
+    } else {
+        return false;
+    }
+    true
+}
+
 /// Writes a known input's name in words ("mean amount in the user's last 1h"), any other
 /// (e.g. an imported `v14`) as it is.
 fn write_label(o: &mut Vec<u8>, name: &str) {
+    if write_entity_label(o, name) {
+        return;
+    }
     let words: Option<&[u8]> = match name {
         "hour_of_day" => Some(b"hour of day"),
         "location_distance" => Some(b"distance from the usual location"),
@@ -139,7 +173,17 @@ fn write_label(o: &mut Vec<u8>, name: &str) {
 /// for the value at hand, else a comparison with the mean.
 pub fn write_input_reason(out: &mut Vec<u8>, name: &str, value: f64, mean: f64) {
     out.push(b'"');
+    let accounts = name.split_once('.').and_then(|(entity, f)| Some((entity, f.strip_prefix("distinct_userId_")?)));
     match name {
+        // "card used by 7 accounts in 1h" (SPEC §2b, the issue's example).
+        _ if accounts.is_some() && value >= 2.0 => {
+            let (entity, window) = accounts.unwrap_or_default();
+            out.extend_from_slice(entity.as_bytes());
+            out.extend_from_slice(b" used by ");
+            write_u64(out, value as u64);
+            out.extend_from_slice(b" accounts in ");
+            out.extend_from_slice(window.as_bytes());
+        }
         "amount_ratio" => amount_ratio_phrase(out, value),
         "cnt_1h" => hourly_count_phrase(out, value),
         "velocity_score" => velocity_phrase(out, value),
@@ -241,6 +285,27 @@ mod tests {
         let mut out = Vec::new();
         write_input_reason(&mut out, name, value, mean);
         serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn entity_features_are_worded() {
+        assert_eq!(input_reason("card.distinct_userId_1h", 7.0, 1.1), "card used by 7 accounts in 1h");
+        assert_eq!(
+            input_reason("device.cnt_24h", 40.0, 3.0),
+            "transactions of this device in the last 24h unusually high (40.0 vs mean 3.0)"
+        );
+        assert_eq!(
+            input_reason("ip.min_all", 0.5, 30.0),
+            "smallest amount of this ip ever unusually low (0.5 vs mean 30.0)"
+        );
+        assert_eq!(
+            input_reason("card.new_device_30d", 1.0, 0.1),
+            "device new to this card in 30d unusually high (1.0 vs mean 0.1)"
+        );
+        assert_eq!(
+            input_reason("card.distinct_device_7d", 4.0, 1.0),
+            "distinct device values of this card in 7d unusually high (4.0 vs mean 1.0)"
+        );
     }
 
     #[test]

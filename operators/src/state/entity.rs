@@ -12,8 +12,9 @@
 //!
 //! An accepted event at or after the key's newest timestamp costs amortised O(1) per window
 //! and aggregate: windows only move forward. Any other (an earlier one from another user's
-//! clock, or an event that is not accepted) is answered by a scan of the retained events in its windows and, when accepted,
-//! inserted in place, after which the running windows are rebuilt: exact, O(retained).
+//! clock, or an event that is not accepted) is answered by a scan of the retained events in its
+//! windows, O(events in its windows); when accepted it is then inserted in place into the
+//! sorted events and the running windows it falls in, O(log n + events after it).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
@@ -512,7 +513,7 @@ impl KeyState {
     }
 
     /// Inserts an accepted event older than the newest in timestamp order (after equal ones)
-    /// and rebuilds the running windows.
+    /// and adds it to the running windows it falls in (their indices after it move up by one).
     fn insert(&mut self, layout: &EntityLayout, event: &EntityEvent) {
         if event.timestamp_ms < self.newest - RETENTION_MS {
             return;
@@ -525,38 +526,65 @@ impl KeyState {
         for (k, &h) in event.attrs.iter().enumerate() {
             self.attrs.insert(at * layout.attrs + k, h);
         }
-        self.rebuild(layout);
+        let index = self.first + at as u64;
+        let t = event.timestamp_ms;
+        for (w, window) in self.windows.iter_mut().enumerate() {
+            let (slot, length) = layout.windows[w];
+            // Indices from the new event's on moved up by one.
+            for i in window.max_candidates.iter_mut().chain(window.min_candidates.iter_mut()) {
+                if *i >= index {
+                    *i += 1;
+                }
+            }
+            if t < self.newest - length {
+                // Before the window: only its start moves.
+                window.start += 1;
+                continue;
+            }
+            let value = event.values[slot];
+            window.events += 1;
+            if value.is_nan() {
+                continue;
+            }
+            window.count += 1;
+            window.sum.add(value);
+            window.sum_sq.add_square(value);
+            let (first, stride) = (self.first, layout.values);
+            let at_value = |i: u64| self.values[(i - first) as usize * stride + slot];
+            insert_candidate(&mut window.max_candidates, index, value, &at_value, |a, b| a > b);
+            insert_candidate(&mut window.min_candidates, index, value, &at_value, |a, b| a < b);
+        }
+        for (a, running) in self.attr_windows.iter_mut().enumerate() {
+            let (slot, length) = layout.attr_windows[a];
+            if t < self.newest - length {
+                running.start += 1;
+            } else if event.attrs[slot] != 0 {
+                *running.counts.entry(event.attrs[slot]).or_default() += 1;
+            }
+        }
     }
+}
 
-    /// Recomputes the running windows from the retained events, as of `newest`.
-    fn rebuild(&mut self, layout: &EntityLayout) {
-        let (mut timestamps, mut values, mut attrs) =
-            (std::mem::take(&mut self.timestamps), std::mem::take(&mut self.values), std::mem::take(&mut self.attrs));
-        let (newest, first) = (self.newest, self.first);
-        let totals = std::mem::take(&mut self.totals);
-        *self = KeyState { first, totals, ..KeyState::new(layout) };
-        for window in &mut self.windows {
-            window.start = first;
-        }
-        for running in &mut self.attr_windows {
-            running.start = first;
-        }
-        self.timestamps.reserve(timestamps.len());
-        self.values.reserve(values.len());
-        self.attrs.reserve(attrs.len());
-        let (values, attrs) = (values.make_contiguous(), attrs.make_contiguous());
-        for (i, &timestamp_ms) in timestamps.make_contiguous().iter().enumerate() {
-            let event = EntityEvent {
-                timestamp_ms,
-                values: &values[i * layout.values..(i + 1) * layout.values],
-                attrs: &attrs[i * layout.attrs..(i + 1) * layout.attrs],
-            };
-            self.advance(layout, timestamp_ms);
-            self.push(layout, &event);
-        }
-        self.advance(layout, newest);
-        self.newest = newest;
+/// Adds the event at absolute `index` (inside the window, with `value`) to a window's
+/// suffix-extremum candidates: it is one iff it beats the extremum of the events after it (the
+/// first candidate after it), and it removes the candidates before it that it beats or ties.
+fn insert_candidate(
+    candidates: &mut VecDeque<u64>,
+    index: u64,
+    value: f64,
+    at: &dyn Fn(u64) -> f64,
+    beats: fn(f64, f64) -> bool,
+) {
+    let position = candidates.partition_point(|&i| i < index);
+    if candidates.get(position).is_some_and(|&after| !beats(value, at(after))) {
+        return;
     }
+    let mut keep = position;
+    while keep > 0 && !beats(at(candidates[keep - 1]), value) {
+        keep -= 1;
+    }
+    candidates.drain(keep..position);
+    candidates.insert(keep, index);
 }
 
 /// `amount / mean` of the week's amounts: 1 with no history, missing when the mean is 0 or the

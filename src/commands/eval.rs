@@ -12,7 +12,8 @@ use operators::model::infer::score;
 
 use crate::cli::EvalArgs;
 use crate::commands::default_model_path;
-use crate::commands::features::{extract_with_progress, input_file, model_spec};
+use crate::commands::features::{extract_with_progress, input_file};
+use crate::commands::model_spec;
 use crate::error::UsageError;
 use crate::progress::Progress;
 use crate::report::importance::{permutation_importance, Table};

@@ -16,7 +16,7 @@ use operators::features::spec::FeatureSpec;
 
 use crate::cli::{FeaturesArgs, InputArgs};
 use crate::commands::run::state_rules;
-use crate::commands::{timestamp_unit, worker_count};
+use crate::commands::{feature_spec, timestamp_unit, worker_count};
 use crate::error::UsageError;
 use crate::progress::{self, Progress};
 
@@ -45,29 +45,6 @@ pub fn extract_with_progress(
     let extracted = extract(input, parser, spec, rules, workers, processed);
     watcher.finish();
     extracted.map_err(anyhow::Error::msg)
-}
-
-/// Reads `--features` (the default specification, SPEC §2 alone, without it).
-pub fn feature_spec(path: Option<&std::path::Path>) -> anyhow::Result<FeatureSpec> {
-    let Some(path) = path else { return Ok(FeatureSpec::default()) };
-    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("--features {}: {e}", path.display())))?;
-    FeatureSpec::parse(&text).map_err(|e| UsageError(format!("--features {}: {e}", path.display())).into())
-}
-
-/// The model's specification, checked against `--features` when that is given too (SPEC §5:
-/// a different one is an error, never a silent skew between training and serving).
-pub fn model_spec(model_spec: &FeatureSpec, flag: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let Some(path) = flag else { return Ok(()) };
-    let given = feature_spec(Some(path))?;
-    if given.entities != model_spec.entities || given.entity_ttl_ms != model_spec.entity_ttl_ms {
-        return Err(UsageError(format!(
-            "--features {}: differs from the specification the model was trained with (its features: {})",
-            path.display(),
-            model_spec.feature_names()[20..].join(", ")
-        ))
-        .into());
-    }
-    Ok(())
 }
 
 /// Writes the CSV.

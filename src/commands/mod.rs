@@ -10,6 +10,7 @@ pub mod train;
 
 use std::path::PathBuf;
 
+use operators::features::spec::FeatureSpec;
 use operators::generator::GeneratorConfig;
 use operators::time::epoch::TimestampUnit;
 use operators::time::rfc3339::DAY_MS;
@@ -163,4 +164,27 @@ pub fn worker_count(workers: Option<usize>) -> Result<usize, UsageError> {
         0 => Err(UsageError("--workers: must be at least 1".into())),
         n => Ok(n),
     }
+}
+
+/// Reads `--features` (the default specification, SPEC §2 alone, without it).
+pub fn feature_spec(path: Option<&std::path::Path>) -> anyhow::Result<FeatureSpec> {
+    let Some(path) = path else { return Ok(FeatureSpec::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("--features {}: {e}", path.display())))?;
+    FeatureSpec::parse(&text).map_err(|e| UsageError(format!("--features {}: {e}", path.display())).into())
+}
+
+/// The model's specification, checked against `--features` when that is given too (SPEC §5:
+/// a different one is an error, never a silent skew between training and serving).
+pub fn model_spec(model_spec: &FeatureSpec, flag: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(path) = flag else { return Ok(()) };
+    let given = feature_spec(Some(path))?;
+    if given.entities != model_spec.entities || given.entity_ttl_ms != model_spec.entity_ttl_ms {
+        return Err(UsageError(format!(
+            "--features {}: differs from the specification the model was trained with (its features: {})",
+            path.display(),
+            model_spec.feature_names()[20..].join(", ")
+        ))
+        .into());
+    }
+    Ok(())
 }

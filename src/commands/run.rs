@@ -303,7 +303,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     if args.features.is_some() || args.checkpoint_dir.is_some() {
         let model_path = args.model.clone().unwrap_or_else(default_model_path);
         let (_, layout) = dataflows::scoring::load_model(&model_path).map_err(|e| UsageError(e.to_string()))?;
-        crate::commands::features::model_spec(layout.spec(), args.features.as_deref())?;
+        crate::commands::model_spec(layout.spec(), args.features.as_deref())?;
         // The entity state is not in checkpoints yet: a restore would start it empty.
         if args.checkpoint_dir.is_some() && !layout.spec().is_default() {
             return Err(UsageError(

@@ -18,7 +18,8 @@ use operators::model::file::ThresholdPolicy;
 use operators::model::tree_walk::MAX_DEPTH;
 
 use crate::cli::TrainArgs;
-use crate::commands::features::{extract_with_progress, feature_spec, input_file};
+use crate::commands::feature_spec;
+use crate::commands::features::{extract_with_progress, input_file};
 use crate::error::UsageError;
 use crate::progress::Progress;
 

@@ -201,6 +201,21 @@ struct RunningWindow {
     min_candidates: VecDeque<u64>,
 }
 
+impl RunningWindow {
+    /// Counts an event entering the window and adds its value to the sums; false when it has
+    /// no value (then it is no max/min candidate either).
+    fn add(&mut self, value: f64) -> bool {
+        self.events += 1;
+        if value.is_nan() {
+            return false;
+        }
+        self.count += 1;
+        self.sum.add(value);
+        self.sum_sq.add_square(value);
+        true
+    }
+}
+
 /// Counts of an attribute's values over a trailing window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct RunningAttrs {
@@ -474,13 +489,9 @@ impl KeyState {
         self.newest = event.timestamp_ms;
         for (w, window) in self.windows.iter_mut().enumerate() {
             let value = event.values[layout.windows[w].0];
-            window.events += 1;
-            if value.is_nan() {
+            if !window.add(value) {
                 continue;
             }
-            window.count += 1;
-            window.sum.add(value);
-            window.sum_sq.add_square(value);
             let first = self.first;
             let stride = layout.values;
             let slot = layout.windows[w].0;
@@ -542,13 +553,9 @@ impl KeyState {
                 continue;
             }
             let value = event.values[slot];
-            window.events += 1;
-            if value.is_nan() {
+            if !window.add(value) {
                 continue;
             }
-            window.count += 1;
-            window.sum.add(value);
-            window.sum_sq.add_square(value);
             let (first, stride) = (self.first, layout.values);
             let at_value = |i: u64| self.values[(i - first) as usize * stride + slot];
             insert_candidate(&mut window.max_candidates, index, value, &at_value, |a, b| a > b);

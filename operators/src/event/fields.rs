@@ -9,7 +9,7 @@ use serde::de::{Deserializer, Visitor};
 use serde::{de, Deserialize};
 
 use crate::event::hashing::{attribute_hash, number_attribute_hash};
-use crate::features::spec::FeatureSpec;
+use crate::features::spec::{FeatureSpec, USER_FIELD};
 use crate::features::OWN_FEATURE_NAMES;
 
 /// Which `features` keys to keep besides the own ones: extra numbers (the model's extra inputs,
@@ -19,17 +19,20 @@ use crate::features::OWN_FEATURE_NAMES;
 pub struct ExtraFeatures {
     names: Vec<String>,
     attributes: Vec<String>,
+    /// The attribute slot of `userId`, found once rather than per event.
+    user_slot: Option<usize>,
 }
 
 impl ExtraFeatures {
     /// Keeps the given extra feature names, in this order.
     pub fn new(names: Vec<String>) -> Self {
-        ExtraFeatures { names, attributes: Vec::new() }
+        ExtraFeatures { names, attributes: Vec::new(), user_slot: None }
     }
 
     /// The same, also keeping these attributes (`userId` is the event's user id).
     pub fn with_attributes(self, attributes: Vec<String>) -> Self {
-        ExtraFeatures { attributes, ..self }
+        let user_slot = attributes.iter().position(|a| a == USER_FIELD);
+        ExtraFeatures { attributes, user_slot, ..self }
     }
 
     /// The same, also keeping what the entity windows of `spec` read: their key fields and
@@ -40,12 +43,18 @@ impl ExtraFeatures {
                 self.names.push(input);
             }
         }
+        let mut attributes = std::mem::take(&mut self.attributes);
         for field in spec.attribute_fields() {
-            if !self.attributes.contains(&field) {
-                self.attributes.push(field);
+            if !attributes.contains(&field) {
+                attributes.push(field);
             }
         }
-        self
+        self.with_attributes(attributes)
+    }
+
+    /// The attribute slot that holds the event's `userId`, if it is kept.
+    pub fn user_slot(&self) -> Option<usize> {
+        self.user_slot
     }
 
     /// The kept attributes.

@@ -15,7 +15,6 @@ use crate::batch::{DeadLetter, EventBatch, Origin, ParsedEvent, TextRef, Timesta
 use crate::event::fields::{label_of, store_attribute, store_feature, ExtraFeatures, Fields, Kept, Text};
 use crate::event::hashing::{attribute_hash, event_id_hash, owner_worker, user_key};
 use crate::event::scan;
-use crate::features::spec::USER_FIELD;
 use crate::features::OWN_FEATURE_NAMES;
 use crate::time::epoch::{epoch_ms_of_number, TimestampUnit};
 use crate::time::rfc3339::{parse_rfc3339_ms, utc_hour};
@@ -357,7 +356,7 @@ fn validate(
     };
     let key = user_key(&user_id);
     let dest = owner_worker(key, batches.len());
-    if let Some(slot) = kept_names.attributes().iter().position(|a| a == USER_FIELD) {
+    if let Some(slot) = kept_names.user_slot() {
         kept.attrs[slot] = attribute_hash(&user_id);
     }
     let batch = &mut batches[dest];
